@@ -1,0 +1,3 @@
+"""dlx: config-driven deep-learning experiments."""
+
+__version__ = "0.1.0"

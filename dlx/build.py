@@ -1,0 +1,117 @@
+"""From a composed config to live objects: data, loss, task, model, optimizers, schedulers.
+
+`dlx train` builds from the config the user composed. `dlx eval` builds from the config stored in a
+checkpoint, which may come from anyone: before anything is imported or instantiated from it, every
+`_target_` it names must be one that dlx's own config tree (or the user's, or --allow) names.
+"""
+
+import inspect
+from pathlib import Path
+from typing import Any
+
+import torch
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf, open_dict
+from torch import nn
+
+from dlx.config import check_constructor_call, config_dir, locate_target
+from dlx.data import DataSplits
+from dlx.errors import DlxError
+from dlx.models.gan import GAN
+from dlx.tasks import Task, make_task
+
+
+def known_targets(extra_config_dirs: list[Path]) -> set[str]:
+    """Every `_target_` named in dlx's config tree and in the given config folders."""
+    targets = set()
+    for folder in [config_dir(), *extra_config_dirs]:
+        for path in Path(folder).rglob("*.yaml"):
+            for line in path.read_text(encoding="utf-8").splitlines():
+                key, _, value = line.strip().partition(":")
+                if key == "_target_":
+                    targets.add(value.split("#")[0].strip().strip("'\""))
+    return targets
+
+
+def check_targets_allowed(node: Any, allowed: set[str], source: str, where: str = "") -> None:
+    """Refuse any `_target_` in `node` (a plain container) that is not in `allowed`."""
+    if isinstance(node, dict):
+        target = node.get("_target_")
+        if target is not None and target not in allowed:
+            raise DlxError(f'Refused: the config stored in {source} names _target_="{target}" at "{where or "."}", '
+                           "which is not one of dlx's classes nor in your config folders. Building it could run "
+                           "arbitrary code. If it is your own class and you trust the file, pass "
+                           f"--allow {target} (or --config-dir with the YAML that names it).")
+        for key, value in node.items():
+            check_targets_allowed(value, allowed, source, f"{where}.{key}" if where else str(key))
+    elif isinstance(node, list):
+        for index, value in enumerate(node):
+            check_targets_allowed(value, allowed, source, f"{where}[{index}]")
+
+
+def call(group: str, node: DictConfig, **filled: Any) -> Any:
+    """Instantiate `node` with the values dlx fills in, turning a constructor's complaint into a DlxError."""
+    check_constructor_call(group, node)
+    try:
+        return instantiate(node, **filled, _convert_="all")
+    except DlxError:
+        raise
+    except Exception as err:
+        cause = err.__cause__ or err
+        if isinstance(cause, DlxError):
+            raise cause from None
+        raise DlxError(f"The {group} config was rejected by {node._target_}: {cause}. "
+                       f"Fix the {group}.* values (see `dlx train --cfg job`).") from err
+
+
+def build_data(cfg: DictConfig) -> DataSplits:
+    data = call("dataset", cfg.dataset)
+    if not isinstance(data, DataSplits):
+        raise DlxError(f"dataset._target_={cfg.dataset._target_} returned {type(data).__name__}, not a "
+                       "dlx.data.DataSplits. See 'Bring your own data' in the README.")
+    if len(data.train[0]) == 0:
+        raise DlxError(f"The training split of {cfg.dataset._target_} is empty; lower dataset.val_fraction.")
+    return data
+
+
+def build_task(cfg: DictConfig, data: DataSplits, device: str) -> Task:
+    criterion = call("loss", cfg.loss)
+    model_class = locate_target("model", cfg.model._target_)
+    is_gan = inspect.isclass(model_class) and issubclass(model_class, GAN)
+    return make_task(criterion, data, device, is_gan)
+
+
+def build_model(cfg: DictConfig, task: Task, data: DataSplits) -> nn.Module:
+    """The model, with the sizes that come from the data written into cfg.model (so the checkpoint's
+    config rebuilds it without the data)."""
+    filled = {"input_shape": data.input_shape}
+    if task.num_outputs is not None:
+        filled["num_outputs"] = task.num_outputs
+    accepted = inspect.signature(locate_target("model", cfg.model._target_)).parameters
+    filled = {key: value for key, value in filled.items() if key in accepted}
+    with open_dict(cfg.model):
+        for key, value in filled.items():
+            cfg.model[key] = value
+    model = call("model", cfg.model)
+    if not isinstance(model, nn.Module):
+        raise DlxError(f"model._target_={cfg.model._target_} built a {type(model).__name__}, not a torch.nn.Module.")
+    return model
+
+
+def build_optimizers(cfg: DictConfig, task: Task, model: nn.Module) -> dict[str, torch.optim.Optimizer]:
+    make = call("optimizer", cfg.optimizer)
+    return {name: make(params) for name, params in task.param_groups(model).items()}
+
+
+def build_schedulers(cfg: DictConfig, optimizers: dict[str, torch.optim.Optimizer], total_steps: int) -> dict[str, Any]:
+    """One scheduler per optimizer, stepped once per optimizer step; `???` lengths become total_steps."""
+    node = cfg.get("scheduler")
+    if not node or "_target_" not in node:
+        return {}
+    with open_dict(node):
+        for key in ("T_max", "total_steps", "total_iters"):
+            if key in node and OmegaConf.is_missing(node, key):
+                node[key] = total_steps
+    make = call("scheduler", node)
+    return {name: make(optimizer) for name, optimizer in optimizers.items()}
+

@@ -1,0 +1,229 @@
+"""The config schema, where the config tree lives, and the checks a composed config must pass before any
+data is loaded. Nothing here imports torch: `dlx train --cfg job` and `dlx --help` stay fast."""
+
+import inspect
+import os
+import secrets
+import types
+import typing
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Optional
+
+from omegaconf import MISSING, DictConfig, ListConfig, OmegaConf
+
+from dlx.errors import DlxError, did_you_mean, format_choices
+
+DEVICES = ("auto", "cpu", "cuda", "mps")
+
+
+@dataclass
+class MonitorConfig:
+    metric: str = "auto"  # e.g. val/acc; "auto": val/acc for classifiers, val/loss for regression
+    mode: str = "auto"  # min | max | auto
+
+
+@dataclass
+class TrainerConfig:
+    max_epochs: int = 10
+    max_steps: Optional[int] = None  # when set, training stops after this many optimizer steps
+    batch_size: int = 64
+    eval_batch_size: int = 1000
+    eval_every: Optional[int] = None  # steps between validations; None: at the end of every epoch
+    log_every: int = 50  # steps between training-metric rows
+    device: str = "auto"
+    seed: int = 0
+    grad_clip: Optional[float] = None  # max gradient norm
+    threads: Optional[int] = None  # torch intra-op threads; None: torch's default
+    monitor: MonitorConfig = field(default_factory=MonitorConfig)
+    smoke: bool = False  # a couple of batches of everything, for CI
+
+
+@dataclass
+class TrainConfig:
+    model: Any = MISSING
+    dataset: Any = MISSING
+    optimizer: Any = MISSING
+    loss: Any = MISSING
+    scheduler: Any = None
+    trainer: TrainerConfig = field(default_factory=TrainerConfig)
+    output_root: str = "outputs"
+
+
+def config_dir() -> Path:
+    """The built-in config tree: inside the package when installed from a wheel, else the repo's conf/."""
+    packaged = Path(__file__).parent / "conf"
+    return packaged if packaged.is_dir() else Path(__file__).parent.parent / "conf"
+
+
+def register_schema_and_resolvers() -> None:
+    from hydra.core.config_store import ConfigStore
+
+    ConfigStore.instance().store(name="train_schema", node=TrainConfig)
+    # A per-process id makes run folders unique even for runs started in the same second. Cached, like
+    # Hydra's own ${now:}, so that every read of hydra.run.dir in one process gives the same folder.
+    OmegaConf.register_new_resolver("dlx_run_id", lambda: secrets.token_hex(3), use_cache=True, replace=True)
+
+
+def resolve_device(name: str) -> str:
+    import torch
+
+    if name == "auto":
+        if torch.cuda.is_available():
+            return "cuda"
+        if torch.backends.mps.is_available():
+            return "mps"
+        return "cpu"
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise DlxError(f"trainer.device={name} but PyTorch sees no CUDA GPU on this machine "
+                       f"(torch {torch.__version__}). Use trainer.device=cpu or auto, or install a CUDA build of torch.")
+    if name == "mps" and not torch.backends.mps.is_available():
+        raise DlxError("trainer.device=mps but Apple's Metal backend is not available here. Use trainer.device=auto.")
+    return name
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Checks of a composed config. Keys and types of `trainer` are guarded by the schema above; the groups whose
+# keys are constructor arguments (model, dataset, optimizer, loss, scheduler) are checked against the
+# signature and type hints of the class they name.
+
+# Constructor arguments that dlx fills in from the data or the run, so a YAML need not (or must not) set them.
+FILLED_BY_DLX = {
+    "model": {"input_shape", "num_outputs"},
+    "dataset": set(),
+    "optimizer": {"params"},
+    "loss": set(),
+    "scheduler": {"optimizer", "T_max", "total_steps", "total_iters"},
+}
+
+
+def check_config(cfg: DictConfig) -> None:
+    """Raise DlxError for the first impossible value or unknown constructor argument in cfg."""
+    check_trainer(cfg.trainer)
+    if "lr" in cfg.optimizer and not cfg.optimizer.lr > 0:
+        raise DlxError(f"optimizer.lr={cfg.optimizer.lr} is not a learning rate: it must be greater than 0 "
+                       "(typical values: 0.1 for SGD, 1e-3 for Adam).")
+    for key in ("weight_decay", "momentum"):
+        if key in cfg.optimizer and cfg.optimizer[key] < 0:
+            raise DlxError(f"optimizer.{key}={cfg.optimizer[key]} must be 0 or more.")
+    for key in ("val_fraction", "test_fraction"):
+        if key in cfg.dataset and not 0 <= cfg.dataset[key] < 1:
+            raise DlxError(f"dataset.{key}={cfg.dataset[key]} must be a fraction in [0, 1), e.g. 0.1.")
+    for group in FILLED_BY_DLX:
+        node = cfg.get(group)
+        if node:
+            check_constructor_call(group, node)
+
+
+def check_trainer(trainer: DictConfig) -> None:
+    at_least_one = ["batch_size", "eval_batch_size", "max_epochs", "log_every"]
+    at_least_one += [key for key in ("max_steps", "eval_every", "threads") if trainer[key] is not None]
+    for key in at_least_one:
+        if trainer[key] < 1:
+            raise DlxError(f"trainer.{key}={trainer[key]} is impossible: it must be 1 or more.")
+    if trainer.grad_clip is not None and trainer.grad_clip <= 0:
+        raise DlxError(f"trainer.grad_clip={trainer.grad_clip} must be a positive gradient norm, or null for none.")
+    device = trainer.device
+    if device not in DEVICES and not device.startswith("cuda:"):
+        raise DlxError(f'trainer.device="{device}" is not a device. Choose one of {format_choices(DEVICES)} '
+                       f"or cuda:N.{did_you_mean(device, DEVICES)}")
+    if trainer.monitor.mode not in ("auto", "min", "max"):
+        raise DlxError(f'trainer.monitor.mode="{trainer.monitor.mode}" must be min, max or auto.')
+    if trainer.monitor.metric != "auto" and not trainer.monitor.metric.startswith("val/"):
+        raise DlxError(f'trainer.monitor.metric="{trainer.monitor.metric}" must name a validation metric such as '
+                       "val/acc or val/loss: the best checkpoint is chosen on validation, never on test.")
+
+
+def locate_target(group: str, target: str) -> Any:
+    from hydra.utils import get_object
+
+    try:
+        return get_object(target)
+    except Exception as err:
+        raise DlxError(f'{group}._target_="{target}" cannot be imported ({err}). Check the spelling, and that '
+                       "the module is importable from the working directory (run dlx from your project's "
+                       "root, or install it).") from err
+
+
+def check_constructor_call(group: str, node: DictConfig) -> None:
+    """The keys of `node` must be arguments of its `_target_`, with values of the annotated types."""
+    if "_target_" not in node:
+        raise DlxError(f"The {group} config has no _target_: it must name the class or function to build "
+                       f"(see conf/{group}/ for examples).")
+    target = locate_target(group, node._target_)
+    signature = inspect.signature(target)
+    parameters = signature.parameters
+    takes_any = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values())
+    hints = type_hints(target)
+    name = getattr(target, "__name__", str(target))
+    for key in node:
+        if key.startswith("_"):
+            continue
+        if key not in parameters and not takes_any:
+            accepted = [p for p in parameters if p not in FILLED_BY_DLX[group] and p != "self"]
+            raise DlxError(f'Unknown key "{group}.{key}": {name} takes no argument "{key}".'
+                           f"{did_you_mean(key, accepted)} Its arguments are: {format_choices(accepted)}.")
+        if OmegaConf.is_missing(node, key) or key not in hints:
+            continue
+        value = OmegaConf.to_object(node[key]) if isinstance(node[key], (DictConfig, ListConfig)) else node[key]
+        if not value_matches(value, hints[key]):
+            raise DlxError(f"{group}.{key}={value!r} does not fit {name}: it expects {describe_type(hints[key])}."
+                           f"{literal_suggestion(value, hints[key])}")
+    missing = [p.name for p in parameters.values()
+               if p.default is inspect.Parameter.empty and p.kind is inspect.Parameter.POSITIONAL_OR_KEYWORD
+               and p.name not in node and p.name not in FILLED_BY_DLX[group] and p.name != "self"]
+    if missing and not node.get("_partial_", False):
+        raise DlxError(f"{group} config for {name} lacks the required argument(s) {format_choices(missing)}: "
+                       f"add them to its YAML or as {group}.{missing[0]}=VALUE.")
+
+
+def type_hints(target: Any) -> dict[str, Any]:
+    function = target.__init__ if inspect.isclass(target) else target
+    try:
+        return typing.get_type_hints(function)
+    except Exception:  # unresolvable forward references in third-party code: skip type checks
+        return {}
+
+
+def value_matches(value: Any, hint: Any) -> bool:
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if hint is Any or hint is inspect.Parameter.empty:
+        return True
+    if origin is typing.Literal:
+        return value in args
+    if origin in (typing.Union, types.UnionType):
+        return any(value_matches(value, arg) for arg in args)
+    if hint is type(None):
+        return value is None
+    if hint is bool:
+        return isinstance(value, bool)
+    if hint is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if hint is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if hint is str:
+        return isinstance(value, str)
+    if origin in (list, tuple, Sequence, typing.Sequence) or hint in (list, tuple):
+        if not isinstance(value, (list, tuple)):
+            return False
+        element = args[0] if args else Any
+        return all(value_matches(v, element) for v in value)
+    return True  # tensors, callables, user classes: leave it to the constructor
+
+
+def describe_type(hint: Any) -> str:
+    if typing.get_origin(hint) is typing.Literal:
+        return "one of " + ", ".join(str(a) for a in typing.get_args(hint))
+    return str(hint).replace("typing.", "").replace("<class '", "").replace("'>", "")
+
+
+def literal_suggestion(value: Any, hint: Any) -> str:
+    literals = [a for a in typing.get_args(hint) if isinstance(a, str)]
+    for arg in typing.get_args(hint):  # Optional[Literal[...]]
+        literals += [a for a in typing.get_args(arg) if isinstance(a, str)]
+    return did_you_mean(str(value), literals) if literals else ""
+
+
+def running_in_terminal() -> bool:
+    return os.isatty(1) and os.environ.get("TERM", "") != "dumb"

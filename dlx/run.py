@@ -1,0 +1,168 @@
+"""What `dlx train` and `dlx eval` do, from a config to files in a run folder and numbers on the screen."""
+
+import json
+import os
+import platform
+import random
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from omegaconf import DictConfig, OmegaConf
+
+from dlx import __version__
+from dlx.build import (build_data, build_model, build_optimizers, build_schedulers, build_task,
+                       check_targets_allowed, known_targets)
+from dlx.checkpoint import load_checkpoint
+from dlx.compose import explain_omegaconf_error
+from dlx.config import check_config, resolve_device
+from dlx.data import DataSplits
+from dlx.engine import Schedule, TrainState, evaluate, fit, monitored
+from dlx.errors import DlxError
+from dlx.metrics import MetricsLog
+from dlx.progress import TrainingProgress, logger, setup_logging, terminal_console
+from dlx.tasks import Task
+
+SPLITS = ("train", "val", "test")
+
+
+def start_run(trainer: DictConfig) -> str:
+    """Seeds, threads and device, set once, here, at the start of a run."""
+    random.seed(trainer.seed)
+    np.random.seed(trainer.seed)
+    torch.manual_seed(trainer.seed)
+    if trainer.threads:
+        torch.set_num_threads(trainer.threads)
+    return resolve_device(trainer.device)
+
+
+def train(cfg: DictConfig, run_dir: Path, choices: dict[str, str], overrides: list[str]) -> dict[str, Any]:
+    """Train the composed config in run_dir; return the summary (also written to run_dir/summary.json)."""
+    started = time.time()
+    run_dir.mkdir(parents=True, exist_ok=True)
+    console = terminal_console()
+    setup_logging(run_dir / "train.log", console)
+    logger.info(f"Run folder: {run_dir}")
+    summary: dict[str, Any] = {"status": "running", "run_dir": str(run_dir), "choices": choices,
+                               "overrides": overrides}
+    try:
+        check_config(cfg)
+        device = start_run(cfg.trainer)
+        data = build_data(cfg)
+        task = build_task(cfg, data, device)
+        model = build_model(cfg, task, data).to(device)
+        optimizers = build_optimizers(cfg, task, model)
+        schedule = Schedule.plan(cfg.trainer, len(data.train[0]))
+        schedulers = build_schedulers(cfg, optimizers, schedule.total_steps)
+        # Resolved after the data filled in the model's sizes: this config alone rebuilds the model.
+        config = OmegaConf.to_container(cfg, resolve=True)
+        (run_dir / "config.yaml").write_text(OmegaConf.to_yaml(config), encoding="utf-8")
+        point_latest_at(Path(cfg.output_root), run_dir)
+        num_parameters = sum(p.numel() for p in model.parameters())
+        logger.info(f"{type(model).__name__} with {num_parameters:,} parameters on {device}; "
+                    f"{len(data.train[0]):,} training, {len(data.val[0]):,} validation, {len(data.test[0]):,} test "
+                    f"samples; {schedule.total_steps:,} steps of batch {cfg.trainer.batch_size}")
+
+        with TrainingProgress(schedule.total_steps, 0, console) as progress:
+            state = fit(model, task, optimizers, schedulers, data, cfg.trainer, config, run_dir, device, progress,
+                        TrainState())
+        test = test_best_checkpoint(run_dir, model, task, data, cfg, device, schedule, state)
+        metric, mode = monitored(cfg.trainer, task)
+        summary |= {
+            "status": "completed",
+            "monitor": {"metric": metric, "mode": mode},
+            "best": {"value": state.best_value, "step": state.best_step},
+            "test": test,
+            "steps": state.step,
+            "epochs": round(state.epoch + state.batch_in_epoch / schedule.steps_per_epoch, 4),
+            "num_parameters": num_parameters,
+            "device": device,
+            "checkpoint": "checkpoints/best.ckpt",
+        }
+        return summary
+    except DlxError as err:
+        summary |= {"status": "failed", "error": str(err)}
+        raise
+    finally:
+        summary |= {"wall_time_s": round(time.time() - started, 3), "dlx_version": __version__,
+                    "torch_version": str(torch.__version__), "python_version": platform.python_version()}
+        write_json_atomically(run_dir / "summary.json", summary)
+
+
+def test_best_checkpoint(run_dir: Path, model: torch.nn.Module, task: Task, data: DataSplits, cfg: DictConfig,
+                         device: str, schedule: Schedule, state: TrainState) -> dict[str, float]:
+    """Test the weights read back from best.ckpt: exactly what `dlx eval` will evaluate later."""
+    best = load_checkpoint(run_dir / "checkpoints" / "best.ckpt")
+    model.load_state_dict(best["model"])
+    test = evaluate(model, task, *data.test, cfg.trainer.eval_batch_size, device, schedule.max_eval_batches)
+    log = MetricsLog(run_dir / "metrics.jsonl")
+    log.write({"step": state.step, "split": "test", "checkpoint_step": best["state"]["step"], **test})
+    log.close()
+    logger.info("test  (best checkpoint, step %d)  %s", best["state"]["step"],
+                "  ".join(f"{key} {value:.4f}" for key, value in test.items()))
+    return test
+
+
+def point_latest_at(output_root: Path, run_dir: Path) -> None:
+    """outputs/latest -> the newest run folder, replaced atomically (a symlink renamed over the old one)."""
+    output_root.mkdir(parents=True, exist_ok=True)
+    link = output_root / "latest"
+    temporary = output_root / f".latest.{os.getpid()}"
+    temporary.unlink(missing_ok=True)
+    target = os.path.relpath(run_dir.resolve(), output_root.resolve())
+    try:
+        temporary.symlink_to(target, target_is_directory=True)
+        os.replace(temporary, link)
+    except OSError:  # file systems without symlinks: the run folder is printed anyway
+        temporary.unlink(missing_ok=True)
+
+
+def write_json_atomically(path: Path, value: Any) -> None:
+    temporary = path.with_name(f".{path.name}.tmp")
+    temporary.write_text(json.dumps(value, indent=2) + "\n", encoding="utf-8")
+    os.replace(temporary, path)
+
+
+def evaluate_checkpoint(path: Path, overrides: list[str], split: str, allow: list[str],
+                        config_dirs: list[Path]) -> tuple[dict[str, float], dict[str, Any]]:
+    """Rebuild model and data from the checkpoint alone and evaluate it on `split`.
+
+    Returns the metrics and a description of what was evaluated.
+    """
+    if split not in SPLITS:
+        raise DlxError(f'split="{split}" is not a split. Choose one of: {", ".join(SPLITS)}.')
+    checkpoint = load_checkpoint(path)
+    check_targets_allowed(checkpoint["config"], known_targets(config_dirs) | set(allow), str(path))
+    cfg = OmegaConf.create(checkpoint["config"])
+    OmegaConf.set_struct(cfg, True)  # so that a mistyped override fails instead of adding a key
+    for override in overrides:
+        if "=" not in override:
+            raise DlxError(f'"{override}" is not an override: write key=value, e.g. trainer.device=cpu or '
+                           "dataset.root=/path/to/data.")
+        try:
+            cfg.merge_with_dotlist([override])
+        except Exception as err:
+            raise DlxError(explain_omegaconf_error(err)) from err
+    check_config(cfg)
+    device = resolve_device(cfg.trainer.device)
+    data = build_data(cfg)
+    task = build_task(cfg, data, device)
+    model = build_model(cfg, task, data)
+    try:
+        model.load_state_dict(checkpoint["model"])
+    except RuntimeError as err:
+        raise DlxError(f"The weights in {path} do not fit the model its config builds on this data "
+                       f"({str(err).splitlines()[0]} ...). The checkpoint belongs to another model or data shape: "
+                       "evaluate it with the data set it was trained on.") from err
+    model.to(device)
+    x, y = getattr(data, split)
+    max_batches = Schedule.plan(cfg.trainer, len(data.train[0])).max_eval_batches
+    metrics = evaluate(model, task, x, y, cfg.trainer.eval_batch_size, device, max_batches)
+    if not metrics:
+        raise DlxError(f"The {split} split of this data set is empty (dataset.val_fraction=0?). Evaluate another split.")
+    info = {"checkpoint": str(path), "split": split, "samples": min(len(x), max_batches * cfg.trainer.eval_batch_size)
+            if max_batches else len(x), "step": checkpoint["state"]["step"], "model": cfg.model._target_,
+            "dataset": cfg.dataset._target_, "device": device}
+    return metrics, info

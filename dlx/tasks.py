@@ -1,0 +1,184 @@
+"""What one training step computes for each kind of model: classification, regression, adversarial.
+
+A task turns a batch into losses, calls `update(optimizer_name, loss)` (the engine's backward + step) once
+per optimizer, and returns per-batch *sums* as tensors (the engine divides by the sample count only when it
+logs, so there is no host synchronisation per step).
+"""
+
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from dlx.data import DataSplits
+from dlx.errors import DlxError
+from dlx.models.gan import GAN
+
+Update = Callable[[str, torch.Tensor], None]
+Sums = dict[str, torch.Tensor]
+
+
+def pixel_normalizer(data: DataSplits, device: str) -> Callable[[torch.Tensor], torch.Tensor]:
+    """Per-batch normalisation with the training split's channel statistics (identity for tabular data)."""
+    if not data.is_image:
+        return lambda x: x
+    mean = torch.tensor(data.pixel_mean, device=device).view(1, -1, 1, 1)
+    std = torch.tensor(data.pixel_std, device=device).view(1, -1, 1, 1)
+    return lambda x: (x - mean) / std
+
+
+class Classification:
+    default_monitor = ("val/acc", "max")
+
+    def __init__(self, criterion: nn.Module, data: DataSplits, device: str) -> None:
+        self.criterion = criterion
+        self.num_classes = data.num_classes
+        if isinstance(criterion, (nn.CrossEntropyLoss, nn.NLLLoss)) or self.num_classes != 2:
+            self.num_outputs = self.num_classes
+        else:  # a binary task with a sigmoid loss: one output, the logit of the positive class
+            self.num_outputs = 1
+        self.inputs = pixel_normalizer(data, device)
+
+    def param_groups(self, model: nn.Module) -> dict[str, list[nn.Parameter]]:
+        return {"model": list(model.parameters())}
+
+    def loss(self, logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        criterion = self.criterion
+        if isinstance(criterion, nn.CrossEntropyLoss):
+            return criterion(logits, y)
+        if isinstance(criterion, nn.NLLLoss):
+            return criterion(F.log_softmax(logits, dim=1), y)
+        if isinstance(criterion, (nn.BCEWithLogitsLoss, nn.MSELoss)):
+            if self.num_outputs == 1:
+                target = y.float()
+                output = logits[:, 0]
+            else:
+                target = F.one_hot(y, self.num_classes).float()
+                output = logits
+            if isinstance(criterion, nn.MSELoss):  # MSE compares probabilities with the one-hot target
+                output = torch.sigmoid(output) if self.num_outputs == 1 else F.softmax(output, dim=1)
+            return criterion(output, target)
+        return criterion(logits, y)  # a user's own loss on (logits, class indices)
+
+    def predict(self, logits: torch.Tensor) -> torch.Tensor:
+        return (logits[:, 0] > 0).long() if self.num_outputs == 1 else logits.argmax(dim=1)
+
+    def train_step(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, update: Update) -> Sums:
+        logits = model(self.inputs(x))
+        loss = self.loss(logits, y)
+        update("model", loss)
+        return {"loss": loss.detach() * len(y), "acc": (self.predict(logits.detach()) == y).sum()}
+
+    def eval_batch(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_index: int) -> Sums:
+        logits = model(self.inputs(x))
+        return {"loss": self.loss(logits, y) * len(y), "acc": (self.predict(logits) == y).sum()}
+
+
+class Regression:
+    default_monitor = ("val/loss", "min")
+
+    def __init__(self, criterion: nn.Module, data: DataSplits, device: str) -> None:
+        if isinstance(criterion, (nn.CrossEntropyLoss, nn.NLLLoss, nn.BCEWithLogitsLoss)):
+            raise DlxError(f"loss {type(criterion).__name__} needs class labels, but this data set is a regression "
+                           "task with real-valued targets. Use loss=mse.")
+        self.criterion = criterion
+        self.num_outputs = data.num_targets
+        self.inputs = pixel_normalizer(data, device)
+
+    def param_groups(self, model: nn.Module) -> dict[str, list[nn.Parameter]]:
+        return {"model": list(model.parameters())}
+
+    def train_step(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, update: Update) -> Sums:
+        prediction = model(self.inputs(x))
+        loss = self.criterion(prediction, y)
+        update("model", loss)
+        return {"loss": loss.detach() * len(y), "mae": (prediction.detach() - y).abs().mean(dim=1).sum()}
+
+    def eval_batch(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_index: int) -> Sums:
+        prediction = model(self.inputs(x))
+        return {"loss": self.criterion(prediction, y) * len(y), "mae": (prediction - y).abs().mean(dim=1).sum()}
+
+
+class Adversarial:
+    """The tutorial's minimax game, min_G max_D E[log D(x)] + E[log(1 - D(G(z)))], as two alternating steps.
+
+    The discriminator step maximises the objective (binary cross-entropy: real -> 1, generated -> 0). The
+    generator step uses the non-saturating form, maximise log D(G(z)), which has the same fixed point but
+    strong gradients early on, when D easily rejects G's samples (Goodfellow et al. 2014, section 3).
+
+    With loss=mse the same two steps train a least-squares GAN (Mao et al. 2017) instead.
+    """
+
+    default_monitor = ("val/d_acc", "min")  # the closer the discriminator is to guessing, the better G fools it
+    num_outputs = None
+
+    def __init__(self, criterion: nn.Module, data: DataSplits, device: str) -> None:
+        if not isinstance(criterion, (nn.BCEWithLogitsLoss, nn.MSELoss)):
+            raise DlxError(f"model=gan trains on the minimax objective, which is binary cross-entropy; "
+                           f"loss={type(criterion).__name__} does not apply. Use loss=bce (the default for gan), "
+                           "or loss=mse for a least-squares GAN.")
+        self.criterion = criterion
+        self.real_above = 0.5 if isinstance(criterion, nn.MSELoss) else 0.0  # decision threshold of D's output
+        # Generated samples end in tanh, so real images are mapped from [0, 1] to the same [-1, 1].
+        self.inputs = (lambda x: x * 2 - 1) if data.is_image else (lambda x: x)
+
+    def param_groups(self, model: GAN) -> dict[str, list[nn.Parameter]]:
+        return {"discriminator": list(model.discriminator.parameters()),
+                "generator": list(model.generator.parameters())}
+
+    def losses(self, model: GAN, real: torch.Tensor, z: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        fake = model.generate(z)
+        real_logits, fake_logits = model(real), model(fake.detach())
+        ones, zeros = torch.ones_like(real_logits), torch.zeros_like(fake_logits)
+        d_loss = (self.criterion(real_logits, ones) + self.criterion(fake_logits, zeros)) / 2
+        d_correct = (real_logits > self.real_above).sum() + (fake_logits <= self.real_above).sum()
+        return d_loss, d_correct, fake
+
+    def train_step(self, model: GAN, x: torch.Tensor, y: torch.Tensor, update: Update) -> Sums:
+        real = self.inputs(x)
+        d_loss, d_correct, fake = self.losses(model, real, model.sample_noise(len(x)))
+        update("discriminator", d_loss)
+        fake_logits = model(fake)
+        g_loss = self.criterion(fake_logits, torch.ones_like(fake_logits))
+        update("generator", g_loss)
+        n = len(x)
+        return {"loss": d_loss.detach() * n, "g_loss": g_loss.detach() * n, "d_acc": d_correct / 2}
+
+    def eval_batch(self, model: GAN, x: torch.Tensor, y: torch.Tensor, batch_index: int) -> Sums:
+        # Fixed noise per batch, so evaluating the same checkpoint twice gives the same numbers.
+        z = model.sample_noise(len(x), torch.Generator().manual_seed(batch_index))
+        d_loss, d_correct, fake = self.losses(model, self.inputs(x), z)
+        fake_logits = model(fake)
+        g_loss = self.criterion(fake_logits, torch.ones_like(fake_logits))
+        n = len(x)
+        return {"loss": d_loss * n, "g_loss": g_loss * n, "d_acc": d_correct / 2}
+
+    @torch.inference_mode()
+    def save_samples(self, model: GAN, path: Path, count: int = 64) -> None:
+        """A grid of generated samples as a PNG (images only), from the same noise at every evaluation."""
+        from torchvision.utils import save_image
+
+        if len(model.input_shape) != 3:
+            return
+        was_training = model.training
+        model.eval()
+        images = model.generate(model.sample_noise(count, torch.Generator().manual_seed(0)))
+        model.train(was_training)
+        images = (images.float().cpu() + 1) / 2
+        scale = max(1, 64 // images.shape[-1])  # draw 8x8 digits large enough to see
+        images = F.interpolate(images, scale_factor=scale, mode="nearest")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        save_image(images, path, nrow=8, padding=2, pad_value=1.0)
+
+
+Task = Classification | Regression | Adversarial
+
+
+def make_task(criterion: nn.Module, data: DataSplits, device: str, is_gan: bool) -> Task:
+    if is_gan:
+        return Adversarial(criterion, data, device)
+    if data.task == "regression":
+        return Regression(criterion, data, device)
+    return Classification(criterion, data, device)
