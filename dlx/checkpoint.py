@@ -62,10 +62,9 @@ def load_checkpoint(path: Path) -> dict[str, Any]:
             warnings.simplefilter("ignore")
             checkpoint = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as err:
-        reason = next((line.strip() for line in str(err).splitlines() if "WeightsUnpickler error" in line), "")
         raise DlxError(f"Refused to load {path}: it holds Python objects other than tensors and plain values, "
-                       "which could run code when loaded. dlx writes no such files; do not trust this one. "
-                       f"{reason}").strip() from err
+                       "which could run code when loaded (torch.load with weights_only=True rejected it). dlx "
+                       "writes no such files; do not trust this one.") from err
     except (RuntimeError, EOFError, OSError, ValueError, zipfile.BadZipFile) as err:
         reason = str(err).split(". ")[0]
         raise DlxError(f"{path} is truncated or corrupt and cannot be read ({reason}). Use another checkpoint of "

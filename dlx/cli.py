@@ -20,6 +20,7 @@ app = typer.Typer(
     name="dlx",
     help="Config-driven deep-learning experiments: compose Hydra configs, train, evaluate.",
     no_args_is_help=True,
+    pretty_exceptions_show_locals=False,
     context_settings={"help_option_names": ["-h", "--help"]},
 )
 
