@@ -100,7 +100,8 @@ def build_model(cfg: DictConfig, task: Task, data: DataSplits) -> nn.Module:
 
 def build_optimizers(cfg: DictConfig, task: Task, model: nn.Module) -> dict[str, torch.optim.Optimizer]:
     make = call("optimizer", cfg.optimizer)
-    return {name: make(params) for name, params in task.param_groups(model).items()}
+    return {name: complete("optimizer", cfg.optimizer, make, params)
+            for name, params in task.param_groups(model).items()}
 
 
 def build_schedulers(cfg: DictConfig, optimizers: dict[str, torch.optim.Optimizer], total_steps: int) -> dict[str, Any]:
@@ -110,8 +111,17 @@ def build_schedulers(cfg: DictConfig, optimizers: dict[str, torch.optim.Optimize
         return {}
     with open_dict(node):
         for key in ("T_max", "total_steps", "total_iters"):
-            if key in node and OmegaConf.is_missing(node, key):
+            if key in node.keys() and OmegaConf.is_missing(node, key):  # `in node` is False for ??? values
                 node[key] = total_steps
     make = call("scheduler", node)
-    return {name: make(optimizer) for name, optimizer in optimizers.items()}
+    return {name: complete("scheduler", node, make, optimizer) for name, optimizer in optimizers.items()}
+
+
+def complete(group: str, node: DictConfig, make: Any, argument: Any) -> Any:
+    """Call a `_partial_` config's function with the argument dlx supplies (parameters, an optimizer)."""
+    try:
+        return make(argument)
+    except (TypeError, ValueError) as err:
+        raise DlxError(f"The {group} config was rejected by {node._target_}: {err}. "
+                       f"Fix the {group}.* values (see `dlx train --cfg job`).") from err
 

@@ -36,7 +36,7 @@ def print_error(err: BaseException) -> None:
 def train(ctx: typer.Context) -> None:
     """Train: dlx train [OVERRIDES...], e.g. dlx train model=cnn optimizer.lr=0.01; -m sweeps; --help lists configs."""
     from dlx.compose import parse_hydra_args, preflight
-    from dlx.config import config_dir
+    from dlx.config import config_dir, register_schema_and_resolvers
 
     args = list(ctx.args)
     try:
@@ -51,6 +51,7 @@ def train(ctx: typer.Context) -> None:
 
     import hydra
 
+    register_schema_and_resolvers()
     failures: list[str] = []
     sys.argv = ["dlx train", *args]  # @hydra.main reads its flags and overrides from sys.argv
     hydra.main(config_path=str(config_dir()), config_name="train", version_base="1.3")(train_job(failures))()

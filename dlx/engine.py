@@ -127,6 +127,7 @@ def fit(
                 sums, seen, interval_start = {}, 0, now
 
             if state.step % schedule.eval_every == 0 or finished:
+                eval_started = time.perf_counter()
                 val = evaluate(model, task, *data.val, trainer.eval_batch_size, device, schedule.max_eval_batches)
                 log_row(metrics_log, progress, "val", state.step, epoch, val, time.perf_counter() - start)
                 value = val.get(metric.removeprefix("val/"), math.nan) if val else math.nan
@@ -142,7 +143,7 @@ def fit(
                 if isinstance(task, Adversarial):
                     task.save_samples(model, run_dir / "samples" / f"step_{state.step:07d}.png")
                 model.train()
-                interval_start = time.perf_counter()  # validation time is not training throughput
+                interval_start += time.perf_counter() - eval_started  # validation is not training throughput
 
             if finished:
                 break
