@@ -34,7 +34,11 @@ def known_targets(extra_config_dirs: list[Path]) -> set[str]:
 
 
 def check_targets_allowed(node: Any, allowed: set[str], source: str, where: str = "") -> None:
-    """Refuse any `_target_` in `node` (a plain container) that is not in `allowed`."""
+    """Refuse any `_target_` in `node` (a plain container) that is not in `allowed`, and any interpolation."""
+    if isinstance(node, str) and "${" in node:
+        raise DlxError(f'Refused: the config stored in {source} holds an interpolation at "{where}" ({node[:60]}). '
+                       "dlx stores configs fully resolved, so this file was altered, and resolving it could build "
+                       "objects that bypass the allow-list. Do not trust this checkpoint.")
     if isinstance(node, dict):
         target = node.get("_target_")
         if target is not None and target not in allowed:
@@ -60,7 +64,7 @@ def call(group: str, node: DictConfig, **filled: Any) -> Any:
         cause = err.__cause__ or err
         if isinstance(cause, DlxError):
             raise cause from None
-        raise DlxError(f"The {group} config was rejected by {node._target_}: {cause}. "
+        raise DlxError(f"The {group} config was rejected by {node._target_}: {' '.join(str(cause).split())} "
                        f"Fix the {group}.* values (see `dlx train --cfg job`).") from err
 
 
@@ -71,6 +75,13 @@ def build_data(cfg: DictConfig) -> DataSplits:
                        "dlx.data.DataSplits. See 'Bring your own data' in the README.")
     if len(data.train[0]) == 0:
         raise DlxError(f"The training split of {cfg.dataset._target_} is empty; lower dataset.val_fraction.")
+    if data.task == "classification":
+        for split in ("train", "val", "test"):
+            labels = getattr(data, split)[1]
+            if len(labels) and not 0 <= labels.min() <= labels.max() < data.num_classes:
+                raise DlxError(f"The {split} labels of {cfg.dataset._target_} run from {labels.min()} to "
+                               f"{labels.max()}, but it names {data.num_classes} classes: labels must be class "
+                               "indices 0..classes-1 (DataSplits.class_names lists the classes).")
     return data
 
 

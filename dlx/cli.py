@@ -130,4 +130,8 @@ def eval_command(
 
 
 def main() -> None:
+    # `python -m dlx` puts the working folder on sys.path, the `dlx` script does not; users' own
+    # `_target_` modules live there, so both entry points must see it.
+    if os.getcwd() not in sys.path and "" not in sys.path:
+        sys.path.insert(0, os.getcwd())
     app(prog_name="dlx")

@@ -112,7 +112,7 @@ def explain_composition_error(err: Exception) -> str:
     return explain_omegaconf_error(err)
 
 
-def explain_omegaconf_error(err: Exception) -> str:
+def explain_omegaconf_error(err: Exception, hint: str = HELP_HINT, can_add_keys: bool = True) -> str:
     """A paragraph for an OmegaConf key or type error (raised directly or as the cause of a Hydra error)."""
     from omegaconf.errors import OmegaConfBaseException, ValidationError
 
@@ -124,12 +124,12 @@ def explain_omegaconf_error(err: Exception) -> str:
         known = [str(k) for k in parent.keys()] if parent is not None else []
         parent_key = full_key.rpartition(".")[0]
         where = f'under "{parent_key}"' if parent_key else "at the top level"
+        adding = f" To add a new key on purpose, prefix it with + (+{full_key}=...)." if can_add_keys else ""
         return (f'Unknown config key "{full_key}".{did_you_mean(str(cause.key), known)} Keys {where}: '
-                f"{format_choices(known)}. To add a new key on purpose, prefix it with + (+{full_key}=...). "
-                f"{HELP_HINT}")
+                f"{format_choices(known)}.{adding} {hint}")
     if isinstance(cause, ValidationError):
-        return f'Invalid value for "{cause.full_key}": {message}. {HELP_HINT}'
+        return f'Invalid value for "{cause.full_key}": {message}. {hint}'
     if isinstance(cause, OmegaConfBaseException):
-        return f'Config error at "{cause.full_key}": {message}. {HELP_HINT}'
+        return f'Config error at "{cause.full_key}": {message}. {hint}'
     first_line = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-    return f"{first_line} {HELP_HINT}"
+    return f"{first_line} {hint}"

@@ -126,8 +126,9 @@ def check_trainer(trainer: DictConfig) -> None:
         raise DlxError(f"trainer.grad_clip={trainer.grad_clip} must be a positive gradient norm, or null for none.")
     device = trainer.device
     if device not in DEVICES and not device.startswith("cuda:"):
+        suggestion = ' Did you mean "cuda"?' if device.lower() in ("gpu", "nvidia", "cuda0") else did_you_mean(device, DEVICES)
         raise DlxError(f'trainer.device="{device}" is not a device. Choose one of {format_choices(DEVICES)} '
-                       f"or cuda:N.{did_you_mean(device, DEVICES)}")
+                       f"or cuda:N.{suggestion}")
     if trainer.monitor.mode not in ("auto", "min", "max"):
         raise DlxError(f'trainer.monitor.mode="{trainer.monitor.mode}" must be min, max or auto.')
     if trainer.monitor.metric != "auto" and not trainer.monitor.metric.startswith("val/"):

@@ -138,13 +138,14 @@ def evaluate_checkpoint(path: Path, overrides: list[str], split: str, allow: lis
     cfg = OmegaConf.create(checkpoint["config"])
     OmegaConf.set_struct(cfg, True)  # so that a mistyped override fails instead of adding a key
     for override in overrides:
-        if "=" not in override:
-            raise DlxError(f'"{override}" is not an override: write key=value, e.g. trainer.device=cpu or '
-                           "dataset.root=/path/to/data.")
+        if "=" not in override or override[0] in "+~":
+            raise DlxError(f'"{override}" is not an eval override: write key=value for a key the stored config has, '
+                           "e.g. trainer.device=cpu or dataset.root=/path/to/data.")
         try:
             cfg.merge_with_dotlist([override])
         except Exception as err:
-            raise DlxError(explain_omegaconf_error(err)) from err
+            hint = "The checkpoint's config is config.yaml in its run folder."
+            raise DlxError(explain_omegaconf_error(err, hint, can_add_keys=False)) from err
     check_config(cfg)
     device = resolve_device(cfg.trainer.device)
     data = build_data(cfg)

@@ -74,8 +74,8 @@ def image_splits(
     x_train, y_train, x_val, y_val = hold_out(*train, val_fraction, split_seed, stratify=True)
 
     def tensors(x: np.ndarray, y: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
-        images = torch.from_numpy(np.ascontiguousarray(x)).float().div_(max_value)
-        return images, torch.from_numpy(np.asarray(y)).long()
+        images = torch.from_numpy(x.astype(np.float32)).div_(max_value)  # astype copies: IDX arrays are read-only
+        return images, torch.from_numpy(np.asarray(y).astype(np.int64))
 
     train_t = tensors(x_train, y_train)
     mean = train_t[0].mean(dim=(0, 2, 3))

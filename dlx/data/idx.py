@@ -93,6 +93,10 @@ def load_idx_folder(root: str, download: bool, val_fraction: float, split_seed: 
         if images.ndim != 3 or labels.ndim != 1 or len(images) != len(labels):
             raise DlxError(f"{paths[f'{split}_images']} and {paths[f'{split}_labels']} do not match: images "
                            f"{images.shape}, labels {labels.shape}. Expected (N, H, W) images and N labels.")
+        if len(labels) and not 0 <= int(labels.min()) <= int(labels.max()) < len(class_names):
+            raise DlxError(f"{paths[f'{split}_labels']} holds labels from {labels.min()} to {labels.max()}, but "
+                           f"{folder} has {len(class_names)} classes (0 to {len(class_names) - 1}). The file is "
+                           "corrupt or belongs to another data set; replace it with the original.")
     return image_splits(
         (arrays["train_images"][:, None], arrays["train_labels"]),
         (arrays["test_images"][:, None], arrays["test_labels"]),
