@@ -36,9 +36,11 @@ def save_checkpoint(path: Path, payload: dict[str, Any]) -> None:
             os.fsync(f.fileno())
         os.replace(temporary, path)
         fsync_folder(path.parent)
-    except OSError as err:
+    except (OSError, RuntimeError) as err:  # torch reports a failed write (disk full) as a RuntimeError
         temporary.unlink(missing_ok=True)
-        raise DlxError(f"Could not write the checkpoint {path}: {err.strerror or err}. The previous checkpoint, if "
+        cause = err if isinstance(err, OSError) else err.__context__
+        reason = cause.strerror if isinstance(cause, OSError) and cause.strerror else str(err).splitlines()[0]
+        raise DlxError(f"Could not write the checkpoint {path}: {reason}. The previous checkpoint, if "
                        "any, is unchanged. Free some disk space or point output_root at a writable folder, then "
                        "resume.") from err
 

@@ -25,8 +25,8 @@ app = typer.Typer(
 )
 
 
-def print_error(err: BaseException) -> None:
-    Console(stderr=True, soft_wrap=True).print(f"[bold red]error:[/] {escape(str(err))}")
+def print_error(err: BaseException, label: str = "error") -> None:
+    Console(stderr=True, soft_wrap=True).print(f"[bold red]{label}:[/] {escape(str(err))}")
 
 
 @app.command(
@@ -38,7 +38,7 @@ def train(ctx: typer.Context) -> None:
     from dlx.compose import parse_hydra_args, preflight
     from dlx.config import config_dir, register_schema_and_resolvers
 
-    args = list(ctx.args)
+    args = resume_in_place(list(ctx.args))
     try:
         # Compose and check every job's config before Hydra starts, so mistakes get dlx's explanation.
         # With --cfg nothing is trained, so the constructor checks (which import torch) are skipped.
@@ -61,6 +61,18 @@ def train(ctx: typer.Context) -> None:
         raise typer.Exit(DlxError.exit_code)
 
 
+def resume_in_place(args: list[str]) -> list[str]:
+    """`trainer.resume=RUN/checkpoints/X.ckpt` continues in RUN: the run folder is that of the checkpoint,
+    unless the command names one (hydra.run.dir=...)."""
+    resume = [a.partition("=")[2] for a in args if a.startswith("trainer.resume=")]
+    if not resume or resume[-1] in ("auto", "null", "") or any(a.startswith("hydra.run.dir=") for a in args):
+        return args
+    checkpoint = Path(resume[-1]).expanduser()
+    if checkpoint.parent.name != "checkpoints":
+        return args
+    return [*args, f"hydra.run.dir='{checkpoint.resolve().parent.parent}'"]
+
+
 def train_job(failures: list[str]) -> Any:
     """The function Hydra runs for each job, with the composed config and the job's run folder."""
 
@@ -68,6 +80,7 @@ def train_job(failures: list[str]) -> Any:
         from hydra.core.hydra_config import HydraConfig
         from hydra.types import RunMode
 
+        from dlx.engine import Interrupted
         from dlx.run import train as train_run
 
         hydra_cfg = HydraConfig.get()
@@ -79,8 +92,8 @@ def train_job(failures: list[str]) -> Any:
         except DlxError as err:
             if os.environ.get("HYDRA_FULL_ERROR") == "1":
                 raise
-            print_error(err)
-            if hydra_cfg.mode == RunMode.RUN:
+            print_error(err, "stopped" if isinstance(err, Interrupted) else "error")
+            if hydra_cfg.mode == RunMode.RUN or isinstance(err, Interrupted):  # Ctrl-C stops a whole sweep too
                 raise SystemExit(err.exit_code)
             failures.append(str(run_dir))  # in a sweep, one failed job does not stop the others
             return None

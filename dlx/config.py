@@ -13,7 +13,7 @@ from typing import Any, Optional
 
 from omegaconf import MISSING, DictConfig, ListConfig, OmegaConf
 
-from dlx.errors import DlxError, did_you_mean, format_choices
+from dlx.errors import DlxError, did_you_mean, explain_omegaconf_error, format_choices
 
 DEVICES = ("auto", "cpu", "cuda", "mps")
 
@@ -38,6 +38,10 @@ class TrainerConfig:
     threads: Optional[int] = None  # torch intra-op threads; None: torch's default
     monitor: MonitorConfig = field(default_factory=MonitorConfig)
     smoke: bool = False  # a couple of batches of everything, for CI
+    checkpoint_every: Optional[int] = None  # steps between saves of last.ckpt besides those at each validation
+    resume: Optional[str] = None  # a checkpoint to continue from, or "auto": the run folder's newest good one
+    resume_allow_changes: bool = False  # resume even if the config differs from the checkpoint's
+    on_nonfinite: str = "error"  # error: stop at a NaN/inf loss or gradient; skip: skip such steps and count them
 
 
 @dataclass
@@ -100,15 +104,28 @@ FILLED_BY_DLX = {
 
 def check_config(cfg: DictConfig) -> None:
     """Raise DlxError for the first impossible value or unknown constructor argument in cfg."""
+    from omegaconf.errors import OmegaConfBaseException
+
+    try:  # interpolations fail here, with their key, rather than somewhere later
+        for key in cfg:
+            if key != "hydra" and isinstance(cfg[key], DictConfig):
+                OmegaConf.to_container(cfg[key], resolve=True)
+    except OmegaConfBaseException as err:
+        raise DlxError(explain_omegaconf_error(err)) from err
+    for group in ("model", "dataset", "optimizer", "loss"):
+        if OmegaConf.is_missing(cfg, group) or not isinstance(cfg[group], DictConfig):
+            raise DlxError(f"No {group} is chosen: select one with {group}=NAME (`dlx train --help` lists them).")
+    if cfg.get("scheduler") is not None and not isinstance(cfg.scheduler, DictConfig):
+        raise DlxError("scheduler must be a scheduler config: select one with scheduler=NAME, or scheduler=none.")
     check_trainer(cfg.trainer)
-    if "lr" in cfg.optimizer and not cfg.optimizer.lr > 0:
+    if "lr" in cfg.optimizer and not number("optimizer.lr", cfg.optimizer.lr) > 0:
         raise DlxError(f"optimizer.lr={cfg.optimizer.lr} is not a learning rate: it must be greater than 0 "
                        "(typical values: 0.1 for SGD, 1e-3 for Adam).")
     for key in ("weight_decay", "momentum"):
-        if key in cfg.optimizer and cfg.optimizer[key] < 0:
+        if key in cfg.optimizer and not number(f"optimizer.{key}", cfg.optimizer[key]) >= 0:
             raise DlxError(f"optimizer.{key}={cfg.optimizer[key]} must be 0 or more.")
     for key in ("val_fraction", "test_fraction"):
-        if key in cfg.dataset and not 0 <= cfg.dataset[key] < 1:
+        if key in cfg.dataset and not 0 <= number(f"dataset.{key}", cfg.dataset[key]) < 1:
             raise DlxError(f"dataset.{key}={cfg.dataset[key]} must be a fraction in [0, 1), e.g. 0.1.")
     for group in FILLED_BY_DLX:
         node = cfg.get(group)
@@ -116,9 +133,16 @@ def check_config(cfg: DictConfig) -> None:
             check_constructor_call(group, node)
 
 
+def number(key: str, value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise DlxError(f"{key}={value!r} must be a number.")
+    return value
+
+
 def check_trainer(trainer: DictConfig) -> None:
     at_least_one = ["batch_size", "eval_batch_size", "max_epochs", "log_every"]
-    at_least_one += [key for key in ("max_steps", "eval_every", "threads") if trainer[key] is not None]
+    at_least_one += [key for key in ("max_steps", "eval_every", "threads", "checkpoint_every")
+                     if trainer[key] is not None]
     for key in at_least_one:
         if trainer[key] < 1:
             raise DlxError(f"trainer.{key}={trainer[key]} is impossible: it must be 1 or more.")
@@ -129,6 +153,9 @@ def check_trainer(trainer: DictConfig) -> None:
         suggestion = ' Did you mean "cuda"?' if device.lower() in ("gpu", "nvidia", "cuda0") else did_you_mean(device, DEVICES)
         raise DlxError(f'trainer.device="{device}" is not a device. Choose one of {format_choices(DEVICES)} '
                        f"or cuda:N.{suggestion}")
+    if trainer.on_nonfinite not in ("error", "skip"):
+        raise DlxError(f'trainer.on_nonfinite="{trainer.on_nonfinite}" must be error or skip.'
+                       f"{did_you_mean(trainer.on_nonfinite, ['error', 'skip'])}")
     if trainer.monitor.mode not in ("auto", "min", "max"):
         raise DlxError(f'trainer.monitor.mode="{trainer.monitor.mode}" must be min, max or auto.')
     if trainer.monitor.metric != "auto" and not trainer.monitor.metric.startswith("val/"):

@@ -7,7 +7,9 @@ so a run's sample order does not depend on anything else that consumed random nu
 import math
 import os
 import shutil
+import signal
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -34,6 +36,7 @@ class TrainState:
     batch_in_epoch: int = 0  # batches of the current epoch done
     best_value: float | None = None
     best_step: int | None = None
+    skipped_steps: int = 0  # steps with a non-finite loss or gradient, skipped under on_nonfinite=skip
 
 
 @dataclass
@@ -81,22 +84,52 @@ def fit(
     device: str,
     progress: TrainingProgress,
     state: TrainState,
+    stop_requested: Callable[[], int],
 ) -> TrainState:
+    """Train until the planned number of steps, validating and checkpointing on the way.
+
+    `state` may come from a checkpoint: training then continues at its step, inside its epoch, in the same
+    sample order. `stop_requested()` returns a signal number once the user asked to stop (SIGINT, SIGTERM):
+    the current step finishes, last.ckpt is written, and Interrupted is raised.
+    """
     x_train, y_train = (t.to(device) for t in data.train)
     schedule = Schedule.plan(trainer, len(x_train))
     metric, mode = monitored(trainer, task)
     metrics_log = MetricsLog(run_dir / "metrics.jsonl")
     checkpoints = run_dir / "checkpoints"
+    skip_nonfinite = trainer.on_nonfinite == "skip"
+    # Step of the first non-finite loss, tracked on the device so that finding it costs no synchronisation.
+    first_bad_step = torch.zeros((), dtype=torch.long, device=device)
 
     def update(name: str, loss: torch.Tensor) -> None:
         optimizer = optimizers[name]
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
-        if trainer.grad_clip:
-            nn.utils.clip_grad_norm_([p for g in optimizer.param_groups for p in g["params"]], trainer.grad_clip)
+        if trainer.grad_clip or skip_nonfinite:
+            parameters = [p for group in optimizer.param_groups for p in group["params"]]
+            norm = nn.utils.clip_grad_norm_(parameters, trainer.grad_clip or math.inf)
+            if skip_nonfinite and not torch.isfinite(loss.detach() + norm):  # one synchronisation per step
+                state.skipped_steps += 1
+                return
         optimizer.step()
         if name in schedulers:
             schedulers[name].step()
+
+    def save(val: dict[str, float], improved: bool) -> None:
+        payload = checkpoint_payload(config, model, optimizers, schedulers, state, val)
+        if (checkpoints / "last.ckpt").exists():  # keep the one before, for resume=auto to fall back on
+            copy_checkpoint(checkpoints / "last.ckpt", checkpoints / "previous.ckpt")
+        save_checkpoint(checkpoints / "last.ckpt", payload)
+        if improved:
+            copy_checkpoint(checkpoints / "last.ckpt", checkpoints / "best.ckpt")
+
+    def check_finite(row: dict[str, float]) -> None:
+        """Called before anything is logged or saved, so no checkpoint ever holds the weights of a bad step."""
+        if skip_nonfinite:
+            return
+        bad = first_bad_step.item()
+        if bad or not all(finite(value) for value in row.values()):
+            raise non_finite_error(row, bad or state.step, checkpoints)
 
     sums: dict[str, torch.Tensor] = {}
     seen = 0
@@ -107,11 +140,15 @@ def fit(
         order = epoch_order(len(x_train), state.epoch, trainer.seed, device)
         for batch in range(state.batch_in_epoch, schedule.steps_per_epoch):
             index = order[batch * trainer.batch_size : (batch + 1) * trainer.batch_size]
-            for key, value in task.train_step(model, x_train[index], y_train[index], update).items():
-                sums[key] = sums[key] + value if key in sums else value
-            seen += len(index)
+            step_sums = task.train_step(model, x_train[index], y_train[index], update)
             state.step += 1
             state.batch_in_epoch = batch + 1
+            if not skip_nonfinite:
+                bad = ~torch.isfinite(step_sums["loss"])
+                first_bad_step = torch.where(bad & (first_bad_step == 0), state.step, first_bad_step)
+            for key, value in step_sums.items():
+                sums[key] = sums[key] + value if key in sums else value
+            seen += len(index)
             progress.advance(state.step)
             epoch = state.epoch + state.batch_in_epoch / schedule.steps_per_epoch
             finished = state.step == schedule.total_steps
@@ -119,15 +156,17 @@ def fit(
             if state.step % schedule.log_every == 0 or finished:
                 # The one host synchronisation per logging interval: reading the summed losses.
                 row = {key: value.item() / seen for key, value in sums.items()}
-                if not all(finite(value) for value in row.values()):
-                    raise non_finite_error(row, state.step, checkpoints)
+                check_finite(row)
                 now = time.perf_counter()
                 row |= {"lr": first_lr(optimizers), "samples_per_sec": seen / (now - interval_start)}
+                if skip_nonfinite:
+                    row["skipped_steps"] = state.skipped_steps
                 log_row(metrics_log, progress, "train", state.step, epoch, row, now - start)
                 sums, seen, interval_start = {}, 0, now
 
             if state.step % schedule.eval_every == 0 or finished:
                 eval_started = time.perf_counter()
+                check_finite({})
                 val = evaluate(model, task, *data.val, trainer.eval_batch_size, device, schedule.max_eval_batches)
                 log_row(metrics_log, progress, "val", state.step, epoch, val, time.perf_counter() - start)
                 value = val.get(metric.removeprefix("val/"), math.nan) if val else math.nan
@@ -135,16 +174,22 @@ def fit(
                                               (value > state.best_value if mode == "max" else value < state.best_value))
                 if improved:
                     state.best_value, state.best_step = value, state.step
-                payload = checkpoint_payload(config, model, optimizers, schedulers, state, val)
-                save_checkpoint(checkpoints / "last.ckpt", payload)
                 # Without a validation split there is nothing to choose on: the best checkpoint is the last.
-                if improved or not val:
-                    copy_checkpoint(checkpoints / "last.ckpt", checkpoints / "best.ckpt")
+                save(val, improved or not val)
                 if isinstance(task, Adversarial):
                     task.save_samples(model, run_dir / "samples" / f"step_{state.step:07d}.png")
                 model.train()
                 interval_start += time.perf_counter() - eval_started  # validation is not training throughput
+            elif trainer.checkpoint_every and state.step % trainer.checkpoint_every == 0:
+                check_finite({})
+                save({}, improved=False)
 
+            signal_number = stop_requested()
+            if signal_number and not finished:
+                check_finite({})
+                save({}, improved=False)
+                metrics_log.close()
+                raise Interrupted(signal_number, state.step, checkpoints / "last.ckpt")
             if finished:
                 break
         if state.batch_in_epoch == schedule.steps_per_epoch:
@@ -222,8 +267,20 @@ def copy_checkpoint(source: Path, destination: Path) -> None:
     os.replace(temporary, destination)
 
 
+class Interrupted(DlxError):
+    """The user stopped the run (SIGINT, SIGTERM); last.ckpt holds the state after the last full step."""
+
+    def __init__(self, signal_number: int, step: int, checkpoint: Path) -> None:
+        super().__init__(f"Stopped by {signal.Signals(signal_number).name} after step {step}; {checkpoint} holds "
+                         "that state.")
+        self.exit_code = 128 + signal_number  # the shell's convention for "ended by signal N"
+        self.checkpoint = checkpoint
+
+
 def non_finite_error(row: dict[str, float], step: int, checkpoints: Path) -> DlxError:
-    bad = ", ".join(f"{key}={value}" for key, value in row.items() if not finite(value))
-    return DlxError(f"Training diverged: {bad} in the steps up to {step}. The usual causes are a learning rate "
-                    "that is too high, no gradient clipping (trainer.grad_clip=1.0), or inputs with NaN or huge "
-                    f"values. The last good checkpoint, if any, is in {checkpoints}; lower optimizer.lr and train again.")
+    bad = ", ".join(f"{key}={value}" for key, value in row.items() if not finite(value)) or "the loss"
+    return DlxError(f"Training diverged at step {step}: {bad} is not finite (NaN or infinite). The usual causes "
+                    "are a learning rate that is too high, no gradient clipping (trainer.grad_clip=1.0), or inputs "
+                    f"with NaN or huge values. The checkpoints in {checkpoints}, if any, hold the last good state "
+                    "(validated before each save). Lower optimizer.lr and train again, or pass "
+                    "trainer.on_nonfinite=skip to skip such steps.")

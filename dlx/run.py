@@ -4,7 +4,12 @@ import json
 import os
 import platform
 import random
+import shlex
+import signal
+import threading
 import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -19,10 +24,11 @@ from dlx.checkpoint import load_checkpoint
 from dlx.compose import explain_omegaconf_error
 from dlx.config import check_config, resolve_device
 from dlx.data import DataSplits
-from dlx.engine import Schedule, TrainState, evaluate, fit, monitored
+from dlx.engine import Interrupted, Schedule, TrainState, evaluate, fit, monitored
 from dlx.errors import DlxError
 from dlx.metrics import MetricsLog
 from dlx.progress import TrainingProgress, logger, setup_logging, terminal_console
+from dlx.resume import find_checkpoint, restore, truncate_metrics
 from dlx.tasks import Task
 
 SPLITS = ("train", "val", "test")
@@ -64,10 +70,15 @@ def train(cfg: DictConfig, run_dir: Path, choices: dict[str, str], overrides: li
         logger.info(f"{type(model).__name__} with {num_parameters:,} parameters on {device}; "
                     f"{len(data.train[0]):,} training, {len(data.val[0]):,} validation, {len(data.test[0]):,} test "
                     f"samples; {schedule.total_steps:,} steps of batch {cfg.trainer.batch_size}")
+        state = TrainState()
+        found = find_checkpoint(cfg.trainer.resume, run_dir) if cfg.trainer.resume else None
+        if found:
+            state = restore(*found, config, cfg.trainer.resume_allow_changes, model, optimizers, schedulers)
+            truncate_metrics(run_dir / "metrics.jsonl", state.step)
 
-        with TrainingProgress(schedule.total_steps, 0, console) as progress:
+        with TrainingProgress(schedule.total_steps, state.step, console) as progress, stop_on_signals() as stop:
             state = fit(model, task, optimizers, schedulers, data, cfg.trainer, config, run_dir, device, progress,
-                        TrainState())
+                        state, stop)
         test = test_best_checkpoint(run_dir, model, task, data, cfg, device, schedule, state)
         metric, mode = monitored(cfg.trainer, task)
         summary |= {
@@ -82,6 +93,12 @@ def train(cfg: DictConfig, run_dir: Path, choices: dict[str, str], overrides: li
             "checkpoint": "checkpoints/best.ckpt",
         }
         return summary
+    except Interrupted as err:
+        command = " ".join(shlex.quote(o) for o in overrides if not o.startswith("trainer.resume"))
+        err.args = (f"{err} Resume with: dlx train {command} trainer.resume={err.checkpoint.resolve()}".replace(
+            "  ", " "),)
+        summary |= {"status": "interrupted", "error": str(err)}
+        raise
     except DlxError as err:
         summary |= {"status": "failed", "error": str(err)}
         raise
@@ -89,6 +106,31 @@ def train(cfg: DictConfig, run_dir: Path, choices: dict[str, str], overrides: li
         summary |= {"wall_time_s": round(time.time() - started, 3), "dlx_version": __version__,
                     "torch_version": str(torch.__version__), "python_version": platform.python_version()}
         write_json_atomically(run_dir / "summary.json", summary)
+
+
+@contextmanager
+def stop_on_signals() -> Iterator[Callable[[], int]]:
+    """While training, SIGINT and SIGTERM ask the engine to stop after the current step (it then saves
+    last.ckpt); a second signal stops at once. Yields a function returning the signal received, or 0."""
+    received: list[int] = []
+    if threading.current_thread() is not threading.main_thread():  # handlers can only be set there
+        yield lambda: 0
+        return
+
+    def handler(signal_number: int, frame: Any) -> None:
+        if received:  # the second time: the user means it
+            signal.signal(signal_number, signal.SIG_DFL)
+            os.kill(os.getpid(), signal_number)
+        received.append(signal_number)
+        logger.warning(f"{signal.Signals(signal_number).name} received: stopping after this step "
+                       "(send it again to stop at once)")
+
+    previous = {number: signal.signal(number, handler) for number in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield lambda: received[0] if received else 0
+    finally:
+        for number, old in previous.items():
+            signal.signal(number, old)
 
 
 def test_best_checkpoint(run_dir: Path, model: torch.nn.Module, task: Task, data: DataSplits, cfg: DictConfig,
