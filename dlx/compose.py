@@ -88,6 +88,18 @@ def preflight(args: list[str], check_values: bool) -> None:
             cfg = compose_or_explain(hydra, config_name, overrides, RunMode.RUN)
             if check_values:
                 check_config(cfg)
+                check_writable(cfg.hydra.sweep.dir if parsed.multirun else cfg.hydra.run.dir)
+
+
+def check_writable(folder: str) -> None:
+    """The run folder Hydra is about to create must be creatable: its nearest existing parent a writable folder."""
+    existing = os.path.abspath(folder)
+    while not os.path.exists(existing):
+        existing = os.path.dirname(existing)
+    if not os.path.isdir(existing) or not os.access(existing, os.W_OK | os.X_OK):
+        problem = "is not a folder" if not os.path.isdir(existing) else "is not writable"
+        raise DlxError(f"Cannot create the run folder {folder}: {existing} {problem}. Point output_root (or "
+                       "hydra.run.dir) at a folder you can write to, e.g. output_root=$HOME/dlx-outputs.")
 
 
 def compose_or_explain(hydra: Any, config_name: str, overrides: list[str], run_mode: Any) -> DictConfig:

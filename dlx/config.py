@@ -38,6 +38,7 @@ class TrainerConfig:
     threads: Optional[int] = None  # torch intra-op threads; None: torch's default
     monitor: MonitorConfig = field(default_factory=MonitorConfig)
     smoke: bool = False  # a couple of batches of everything, for CI
+    patience: Optional[int] = None  # stop early after this many validations without improvement
     checkpoint_every: Optional[int] = None  # steps between saves of last.ckpt besides those at each validation
     resume: Optional[str] = None  # a checkpoint to continue from, or "auto": the run folder's newest good one
     resume_allow_changes: bool = False  # resume even if the config differs from the checkpoint's
@@ -141,7 +142,7 @@ def number(key: str, value: Any) -> float:
 
 def check_trainer(trainer: DictConfig) -> None:
     at_least_one = ["batch_size", "eval_batch_size", "max_epochs", "log_every"]
-    at_least_one += [key for key in ("max_steps", "eval_every", "threads", "checkpoint_every")
+    at_least_one += [key for key in ("max_steps", "eval_every", "threads", "checkpoint_every", "patience")
                      if trainer[key] is not None]
     for key in at_least_one:
         if trainer[key] < 1:

@@ -23,7 +23,7 @@ from dlx.checkpoint import FORMAT_VERSION, capture_rng_state, save_checkpoint
 from dlx.data import DataSplits
 from dlx.errors import DlxError
 from dlx.metrics import MetricsLog, finite
-from dlx.progress import TrainingProgress
+from dlx.progress import TrainingProgress, logger
 from dlx.tasks import Adversarial, Task
 
 SMOKE_BATCHES = 2
@@ -37,6 +37,8 @@ class TrainState:
     best_value: float | None = None
     best_step: int | None = None
     skipped_steps: int = 0  # steps with a non-finite loss or gradient, skipped under on_nonfinite=skip
+    evals_without_improvement: int = 0  # for early stopping (trainer.patience)
+    stopped_early: bool = False
 
 
 @dataclass
@@ -136,7 +138,7 @@ def fit(
     interval_start = time.perf_counter()
     start = interval_start
     model.train()
-    while state.step < schedule.total_steps:
+    while state.step < schedule.total_steps and not state.stopped_early:
         order = epoch_order(len(x_train), state.epoch, trainer.seed, device)
         for batch in range(state.batch_in_epoch, schedule.steps_per_epoch):
             index = order[batch * trainer.batch_size : (batch + 1) * trainer.batch_size]
@@ -174,6 +176,12 @@ def fit(
                                               (value > state.best_value if mode == "max" else value < state.best_value))
                 if improved:
                     state.best_value, state.best_step = value, state.step
+                if val:
+                    state.evals_without_improvement = 0 if improved else state.evals_without_improvement + 1
+                if trainer.patience and state.evals_without_improvement >= trainer.patience and not finished:
+                    state.stopped_early = True
+                    logger.info(f"Early stop at step {state.step}: no better {metric} in {trainer.patience} "
+                                f"validations (best {state.best_value:.4g} at step {state.best_step})")
                 # Without a validation split there is nothing to choose on: the best checkpoint is the last.
                 save(val, improved or not val)
                 if isinstance(task, Adversarial):
@@ -190,7 +198,7 @@ def fit(
                 save({}, improved=False)
                 metrics_log.close()
                 raise Interrupted(signal_number, state.step, checkpoints / "last.ckpt")
-            if finished:
+            if finished or state.stopped_early:
                 break
         if state.batch_in_epoch == schedule.steps_per_epoch:
             state.epoch += 1

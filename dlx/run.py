@@ -87,6 +87,7 @@ def train(cfg: DictConfig, run_dir: Path, choices: dict[str, str], overrides: li
             "best": {"value": state.best_value, "step": state.best_step},
             "test": test,
             "steps": state.step,
+            "stopped_early": state.stopped_early,
             "epochs": round(state.epoch + state.batch_in_epoch / schedule.steps_per_epoch, 4),
             "num_parameters": num_parameters,
             "device": device,

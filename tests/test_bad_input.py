@@ -37,7 +37,10 @@ COMPOSE_ERRORS = [
     (["trainer.max_epochs=abc"], ['Invalid value for "trainer.max_epochs"', "abc"]),
     (["trainer.batch_size=0"], ["trainer.batch_size=0", "1 or more"]),
     (["optimizer.lr=-0.1"], ["optimizer.lr=-0.1", "greater than 0"]),
-    (["trainer.device=gpu"], ['trainer.device="gpu" is not a device', "cpu", "cuda"]),
+    (["trainer.device=gpu"], ['trainer.device="gpu" is not a device', 'Did you mean "cuda"?']),
+    (["output_root=a_file/outputs"], ["Cannot create the run folder", "a_file is not a folder", "output_root"]),
+    (["trainer.on_nonfinite=skipp"], ['Did you mean "skip"?']),
+    (["dataset=[]"], ["No dataset is chosen", "dataset=NAME"]),
     (["+model.hiden_sizes=[3]"], ['"model.hiden_sizes"', 'Did you mean "hidden_sizes"?']),
     (["model.activation=relu2"], ["model.activation='relu2'", 'Did you mean "relu"?']),
 ]
@@ -45,6 +48,7 @@ COMPOSE_ERRORS = [
 
 @pytest.mark.parametrize("overrides, fragments", COMPOSE_ERRORS, ids=[" ".join(o) for o, _ in COMPOSE_ERRORS])
 def test_train_rejects_bad_override_before_any_run(workdir: Path, overrides: list[str], fragments: list[str]) -> None:
+    (workdir / "a_file").write_text("not a folder")
     stderr = failing("train", *overrides, "trainer.smoke=true", cwd=workdir)
     for fragment in fragments:
         assert fragment in stderr, f"{fragment!r} not in:\n{stderr}"
@@ -159,3 +163,12 @@ def test_eval_unknown_split(workdir: Path, checkpoint: Path, split_args: list[st
     stderr = failing("eval", str(checkpoint), *split_args, cwd=workdir)
     assert 'split="nope" is not a split' in stderr
     assert "train, val, test" in stderr
+
+
+def test_eval_checkpoint_of_another_model_shape(workdir: Path, checkpoint: Path) -> None:
+    """Weights that do not fit the model the stored config builds: one paragraph naming the mismatch."""
+    payload = torch.load(checkpoint, weights_only=True)
+    payload["config"]["model"]["hidden_sizes"] = [7]  # the stored weights are of a wider network
+    torch.save(payload, workdir / "other.ckpt")
+    stderr = failing("eval", "other.ckpt", cwd=workdir)
+    assert "do not fit the model" in stderr and "size mismatch" in stderr

@@ -112,6 +112,14 @@ def test_max_steps_eval_every_and_schedulers(workdir: Path) -> None:
     assert train_lrs[0] > train_lrs[-1] and train_lrs[-1] == pytest.approx(0.0, abs=1e-9)
 
 
+def test_early_stopping_after_patience_validations_without_improvement(workdir: Path) -> None:
+    dlx("train", "trainer.patience=2", "trainer.max_epochs=200", cwd=workdir)
+    summary = summary_of(latest_run(workdir))
+    assert summary["stopped_early"] and summary["steps"] < 200 * 21
+    val = [r["acc"] for r in read_metrics(latest_run(workdir) / "metrics.jsonl") if r["split"] == "val"]
+    assert max(val[-2:]) <= max(val[:-2]) == summary["best"]["value"]  # the last two did not improve
+
+
 def test_cfg_job_prints_config_without_training(workdir: Path) -> None:
     result = dlx("train", "--cfg", "job", "model=lstm", "optimizer.lr=0.005", cwd=workdir)
     assert "_target_: dlx.models.rnn.RecurrentNet" in result.stdout
