@@ -14,7 +14,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf, open_dict
 from torch import nn
 
-from dlx.config import check_constructor_call, config_dir, locate_target
+from dlx.config import config_dir, locate_target
 from dlx.data import DataSplits
 from dlx.errors import DlxError
 from dlx.models.gan import GAN
@@ -41,7 +41,7 @@ def check_targets_allowed(node: Any, allowed: set[str], source: str, where: str 
                        "objects that bypass the allow-list. Do not trust this checkpoint.")
     if isinstance(node, dict):
         target = node.get("_target_")
-        if target is not None and target not in allowed:
+        if target is not None and (not isinstance(target, str) or target not in allowed):
             raise DlxError(f'Refused: the config stored in {source} names _target_="{target}" at "{where or "."}", '
                            "which is not one of dlx's classes nor in your config folders. Building it could run "
                            "arbitrary code. If it is your own class and you trust the file, pass "
@@ -54,8 +54,8 @@ def check_targets_allowed(node: Any, allowed: set[str], source: str, where: str 
 
 
 def call(group: str, node: DictConfig, **filled: Any) -> Any:
-    """Instantiate `node` with the values dlx fills in, turning a constructor's complaint into a DlxError."""
-    check_constructor_call(group, node)
+    """Instantiate `node` (already checked by check_config) with the values dlx fills in, turning a
+    constructor's complaint into a DlxError."""
     try:
         return instantiate(node, **filled, _convert_="all")
     except DlxError:
@@ -75,6 +75,11 @@ def build_data(cfg: DictConfig) -> DataSplits:
                        "dlx.data.DataSplits. See 'Bring your own data' in the README.")
     if len(data.train[0]) == 0:
         raise DlxError(f"The training split of {cfg.dataset._target_} is empty; lower dataset.val_fraction.")
+    if data.task == "regression":
+        for split in ("train", "val", "test"):
+            x, y = getattr(data, split)
+            if y.dim() == 1:  # (N,) against predictions (N, 1) would broadcast to (N, N) in the loss
+                setattr(data, split, (x, y.unsqueeze(1)))
     if data.task == "classification":
         for split in ("train", "val", "test"):
             labels = getattr(data, split)[1]

@@ -74,30 +74,40 @@ def load_checkpoint(path: Path) -> dict[str, Any]:
     if not isinstance(checkpoint, dict) or "format_version" not in checkpoint or "config" not in checkpoint:
         raise DlxError(f"{path} is a PyTorch file but not a dlx checkpoint (no format_version/config inside). "
                        "dlx eval needs a checkpoint written by dlx train.")
+    expected = {"format_version": int, "config": dict, "model": dict, "state": dict, "rng": dict}
+    wrong = [key for key, kind in expected.items() if not isinstance(checkpoint.get(key), kind)]
+    if wrong or not isinstance(checkpoint["state"].get("step"), int):
+        raise DlxError(f"{path} is damaged or was altered: {', '.join(wrong) or 'state.step'} missing or of the "
+                       "wrong type. Use another checkpoint of the run.")
     if checkpoint["format_version"] > FORMAT_VERSION:
         raise DlxError(f"{path} was written by a newer dlx (checkpoint format {checkpoint['format_version']}, "
                        f"this dlx {__version__} reads up to {FORMAT_VERSION}). Upgrade dlx to load it.")
     return checkpoint
 
 
-def capture_rng_state() -> dict[str, Any]:
-    """Every random generator a run draws from, as plain values that weights_only loading accepts."""
+def capture_rng_state(device: str) -> dict[str, Any]:
+    """Every random generator a run draws from, as plain values that weights_only loading accepts: Python's,
+    NumPy's, torch's CPU generator, and the one of the device that trains (dropout masks, GAN noise)."""
     kind, key, position, has_gauss, gauss = np.random.get_state()
     state = {
         "python": random.getstate(),
         "numpy": (kind, key.tolist(), position, has_gauss, gauss),
         "torch": torch.get_rng_state(),
     }
-    if torch.cuda.is_available():
-        state["cuda"] = torch.cuda.get_rng_state_all()
+    if device.startswith("cuda"):
+        state["device"] = torch.cuda.get_rng_state(device)
+    elif device == "mps":
+        state["device"] = torch.mps.get_rng_state()
     return state
 
 
-def restore_rng_state(state: dict[str, Any]) -> None:
+def restore_rng_state(state: dict[str, Any], device: str) -> None:
     python_state = state["python"]
     random.setstate((python_state[0], tuple(python_state[1]), python_state[2]))
     kind, key, position, has_gauss, gauss = state["numpy"]
     np.random.set_state((kind, np.array(key, dtype=np.uint32), position, has_gauss, gauss))
     torch.set_rng_state(state["torch"])
-    if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
+    if "device" in state and device.startswith("cuda"):
+        torch.cuda.set_rng_state(state["device"], device)
+    elif "device" in state and device == "mps":
+        torch.mps.set_rng_state(state["device"])

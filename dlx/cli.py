@@ -4,6 +4,7 @@ torch and Hydra are imported inside the commands, so `dlx --help` answers at onc
 """
 
 import json
+import math
 import os
 import sys
 from pathlib import Path
@@ -87,8 +88,10 @@ def train_job(failures: list[str]) -> Any:
         run_dir = Path(hydra_cfg.runtime.output_dir)
         choices = {group: option for group, option in hydra_cfg.runtime.choices.items()
                    if not group.startswith("hydra/") and group != "train_schema"}
+        config_dirs = [source.path.removeprefix("file://") for source in hydra_cfg.runtime.config_sources
+                       if source.provider == "command-line"]
         try:
-            summary = train_run(cfg, run_dir, choices, list(hydra_cfg.overrides.task))
+            summary = train_run(cfg, run_dir, choices, list(hydra_cfg.overrides.task), config_dirs)
         except DlxError as err:
             if os.environ.get("HYDRA_FULL_ERROR") == "1":
                 raise
@@ -96,7 +99,7 @@ def train_job(failures: list[str]) -> Any:
             if hydra_cfg.mode == RunMode.RUN or isinstance(err, Interrupted):  # Ctrl-C stops a whole sweep too
                 raise SystemExit(err.exit_code)
             failures.append(str(run_dir))  # in a sweep, one failed job does not stop the others
-            return None
+            return math.nan  # what a sweeper (Optuna) takes as a failed trial
         return summary["best"]["value"]  # what a Hydra sweeper (e.g. Optuna) optimises
 
     return job
@@ -132,7 +135,9 @@ def eval_command(
         print_error(err)
         raise typer.Exit(err.exit_code)
     if json_output:
-        print(json.dumps({**info, "metrics": metrics}))
+        from dlx.metrics import json_safe
+
+        print(json.dumps(json_safe({**info, "metrics": metrics})))
         return
     table = Table(title=f"{checkpoint} ({split}, {info['samples']:,} samples, step {info['step']:,})")
     table.add_column("metric")

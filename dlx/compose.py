@@ -52,10 +52,11 @@ def hydra_session(extra_config_dir: str | None) -> Iterator[Any]:
 def job_overrides(overrides: list[str], multirun: bool) -> list[list[str]]:
     """The overrides of each job a run or sweep will launch (at most MAX_JOBS_CHECKED of them).
 
-    Sweeps that only a search plugin understands (interval(), tag(...) for Optuna) are left out here;
-    that plugin validates them when it samples.
+    Sweeps that only Hydra's runner or a search plugin expands (glob(), interval(), tag(...) for Optuna) are
+    left out here; they are validated when they are expanded.
     """
     from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra.core.override_parser.types import ValueType
 
     parser = OverridesParser.create()
     try:
@@ -70,8 +71,9 @@ def job_overrides(overrides: list[str], multirun: bool) -> list[list[str]]:
         key = override.get_key_element()
         if not override.is_sweep_override():
             choices.append([f"{key}={override.get_value_element_as_str()}"])
-        elif override.is_discrete_sweep():
+        elif override.value_type in (ValueType.CHOICE_SWEEP, ValueType.RANGE_SWEEP):
             choices.append([f"{key}={value}" for value in override.sweep_string_iterator()])
+        # glob() needs the config repository to expand; interval() and tag() belong to search plugins
     return [list(job) for job in itertools.islice(itertools.product(*choices), MAX_JOBS_CHECKED)]
 
 

@@ -83,6 +83,11 @@ def resolve_device(name: str) -> str:
     if name.startswith("cuda") and not torch.cuda.is_available():
         raise DlxError(f"trainer.device={name} but PyTorch sees no CUDA GPU on this machine "
                        f"(torch {torch.__version__}). Use trainer.device=cpu or auto, or install a CUDA build of torch.")
+    if name.startswith("cuda:"):
+        index = name.removeprefix("cuda:")
+        if not index.isdigit() or int(index) >= torch.cuda.device_count():
+            raise DlxError(f"trainer.device={name} names no GPU of this machine, which has "
+                           f"{torch.cuda.device_count()} (cuda:0 to cuda:{torch.cuda.device_count() - 1}).")
     if name == "mps" and not torch.backends.mps.is_available():
         raise DlxError("trainer.device=mps but Apple's Metal backend is not available here. Use trainer.device=auto.")
     return name
@@ -107,17 +112,17 @@ def check_config(cfg: DictConfig) -> None:
     """Raise DlxError for the first impossible value or unknown constructor argument in cfg."""
     from omegaconf.errors import OmegaConfBaseException
 
+    for group in ("model", "dataset", "optimizer", "loss"):
+        if OmegaConf.is_missing(cfg, group) or not isinstance(cfg[group], DictConfig):
+            raise DlxError(f"No {group} is chosen: select one with {group}=NAME (`dlx train --help` lists them).")
+    if cfg.get("scheduler") is not None and not isinstance(cfg.scheduler, DictConfig):
+        raise DlxError("scheduler must be a scheduler config: select one with scheduler=NAME, or scheduler=none.")
     try:  # interpolations fail here, with their key, rather than somewhere later
         for key in cfg:
             if key != "hydra" and isinstance(cfg[key], DictConfig):
                 OmegaConf.to_container(cfg[key], resolve=True)
     except OmegaConfBaseException as err:
         raise DlxError(explain_omegaconf_error(err)) from err
-    for group in ("model", "dataset", "optimizer", "loss"):
-        if OmegaConf.is_missing(cfg, group) or not isinstance(cfg[group], DictConfig):
-            raise DlxError(f"No {group} is chosen: select one with {group}=NAME (`dlx train --help` lists them).")
-    if cfg.get("scheduler") is not None and not isinstance(cfg.scheduler, DictConfig):
-        raise DlxError("scheduler must be a scheduler config: select one with scheduler=NAME, or scheduler=none.")
     check_trainer(cfg.trainer)
     if "lr" in cfg.optimizer and not number("optimizer.lr", cfg.optimizer.lr) > 0:
         raise DlxError(f"optimizer.lr={cfg.optimizer.lr} is not a learning rate: it must be greater than 0 "
@@ -253,6 +258,3 @@ def literal_suggestion(value: Any, hint: Any) -> str:
         literals += [a for a in typing.get_args(arg) if isinstance(a, str)]
     return did_you_mean(str(value), literals) if literals else ""
 
-
-def running_in_terminal() -> bool:
-    return os.isatty(1) and os.environ.get("TERM", "") != "dumb"

@@ -21,7 +21,7 @@ from torch import nn
 from dlx import __version__
 from dlx.checkpoint import FORMAT_VERSION, capture_rng_state, save_checkpoint
 from dlx.data import DataSplits
-from dlx.errors import DlxError
+from dlx.errors import DlxError, did_you_mean
 from dlx.metrics import MetricsLog, finite
 from dlx.progress import TrainingProgress, logger
 from dlx.tasks import Adversarial, Task
@@ -52,6 +52,8 @@ class Schedule:
     @classmethod
     def plan(cls, trainer: DictConfig, num_train: int) -> "Schedule":
         steps_per_epoch = math.ceil(num_train / trainer.batch_size)
+        if num_train % trainer.batch_size == 1 and steps_per_epoch > 1:
+            steps_per_epoch -= 1  # drop a last batch of one sample: batch norm cannot normalise it
         if trainer.smoke:
             return cls(steps_per_epoch, SMOKE_BATCHES, SMOKE_BATCHES, 1, SMOKE_BATCHES)
         total = trainer.max_steps or trainer.max_epochs * steps_per_epoch
@@ -63,8 +65,13 @@ def monitored(trainer: DictConfig, task: Task) -> tuple[str, str]:
     metric, mode = task.default_monitor
     if trainer.monitor.metric != "auto":
         metric = trainer.monitor.metric
-        mode = trainer.monitor.mode if trainer.monitor.mode != "auto" else ("max" if "acc" in metric else "min")
-    elif trainer.monitor.mode != "auto":
+        names = [f"val/{name}" for name in task.metric_names]
+        if metric not in names:
+            raise DlxError(f'trainer.monitor.metric="{metric}" is not measured by this run.'
+                           f"{did_you_mean(metric, names)} Choose one of: {', '.join(names)}.")
+        if metric != task.default_monitor[0]:
+            mode = "max" if "acc" in metric else "min"
+    if trainer.monitor.mode != "auto":
         mode = trainer.monitor.mode
     return metric, mode
 
@@ -84,6 +91,7 @@ def fit(
     config: dict[str, Any],
     run_dir: Path,
     device: str,
+    metrics_log: MetricsLog,
     progress: TrainingProgress,
     state: TrainState,
     stop_requested: Callable[[], int],
@@ -97,7 +105,6 @@ def fit(
     x_train, y_train = (t.to(device) for t in data.train)
     schedule = Schedule.plan(trainer, len(x_train))
     metric, mode = monitored(trainer, task)
-    metrics_log = MetricsLog(run_dir / "metrics.jsonl")
     checkpoints = run_dir / "checkpoints"
     skip_nonfinite = trainer.on_nonfinite == "skip"
     # Step of the first non-finite loss, tracked on the device so that finding it costs no synchronisation.
@@ -118,18 +125,24 @@ def fit(
             schedulers[name].step()
 
     def save(val: dict[str, float], improved: bool) -> None:
-        payload = checkpoint_payload(config, model, optimizers, schedulers, state, val)
+        payload = checkpoint_payload(config, model, optimizers, schedulers, state, val, device)
         if (checkpoints / "last.ckpt").exists():  # keep the one before, for resume=auto to fall back on
             copy_checkpoint(checkpoints / "last.ckpt", checkpoints / "previous.ckpt")
         save_checkpoint(checkpoints / "last.ckpt", payload)
         if improved:
             copy_checkpoint(checkpoints / "last.ckpt", checkpoints / "best.ckpt")
 
-    def check_finite(row: dict[str, float]) -> None:
-        """Called before anything is logged or saved, so no checkpoint ever holds the weights of a bad step."""
+    def check_finite(row: dict[str, float], weights_too: bool = False) -> None:
+        """Called before anything is logged or saved, so no checkpoint ever holds the weights of a bad step.
+
+        A finite loss can still come with an infinite gradient; the weights it produced are checked before
+        each save (one synchronisation per save)."""
         if skip_nonfinite:
             return
         bad = first_bad_step.item()
+        if weights_too and not bad:
+            finite_weights = torch.stack([p.detach().isfinite().all() for p in model.parameters()]).all()
+            bad = 0 if finite_weights.item() else state.step
         if bad or not all(finite(value) for value in row.values()):
             raise non_finite_error(row, bad or state.step, checkpoints)
 
@@ -145,19 +158,21 @@ def fit(
             step_sums = task.train_step(model, x_train[index], y_train[index], update)
             state.step += 1
             state.batch_in_epoch = batch + 1
-            if not skip_nonfinite:
-                bad = ~torch.isfinite(step_sums["loss"])
-                first_bad_step = torch.where(bad & (first_bad_step == 0), state.step, first_bad_step)
+            all_finite = torch.stack([value.float() for value in step_sums.values()]).isfinite().all()
+            if skip_nonfinite and not all_finite.item():  # already one synchronisation per step in this mode
+                step_sums = {}  # a skipped step does not count towards the logged means
+            elif not skip_nonfinite:
+                first_bad_step = torch.where(~all_finite & (first_bad_step == 0), state.step, first_bad_step)
             for key, value in step_sums.items():
                 sums[key] = sums[key] + value if key in sums else value
-            seen += len(index)
+            seen += len(index) if step_sums else 0
             progress.advance(state.step)
             epoch = state.epoch + state.batch_in_epoch / schedule.steps_per_epoch
             finished = state.step == schedule.total_steps
 
             if state.step % schedule.log_every == 0 or finished:
                 # The one host synchronisation per logging interval: reading the summed losses.
-                row = {key: value.item() / seen for key, value in sums.items()}
+                row = {key: value.item() / seen for key, value in sums.items()} if seen else {}
                 check_finite(row)
                 now = time.perf_counter()
                 row |= {"lr": first_lr(optimizers), "samples_per_sec": seen / (now - interval_start)}
@@ -168,7 +183,7 @@ def fit(
 
             if state.step % schedule.eval_every == 0 or finished:
                 eval_started = time.perf_counter()
-                check_finite({})
+                check_finite({}, weights_too=True)
                 val = evaluate(model, task, *data.val, trainer.eval_batch_size, device, schedule.max_eval_batches)
                 log_row(metrics_log, progress, "val", state.step, epoch, val, time.perf_counter() - start)
                 value = val.get(metric.removeprefix("val/"), math.nan) if val else math.nan
@@ -181,7 +196,7 @@ def fit(
                 if trainer.patience and state.evals_without_improvement >= trainer.patience and not finished:
                     state.stopped_early = True
                     logger.info(f"Early stop at step {state.step}: no better {metric} in {trainer.patience} "
-                                f"validations (best {state.best_value:.4g} at step {state.best_step})")
+                                f"validations (best {state.best_value} at step {state.best_step})")
                 # Without a validation split there is nothing to choose on: the best checkpoint is the last.
                 save(val, improved or not val)
                 if isinstance(task, Adversarial):
@@ -189,21 +204,19 @@ def fit(
                 model.train()
                 interval_start += time.perf_counter() - eval_started  # validation is not training throughput
             elif trainer.checkpoint_every and state.step % trainer.checkpoint_every == 0:
-                check_finite({})
+                check_finite({}, weights_too=True)
                 save({}, improved=False)
 
             signal_number = stop_requested()
             if signal_number and not finished:
-                check_finite({})
+                check_finite({}, weights_too=True)
                 save({}, improved=False)
-                metrics_log.close()
                 raise Interrupted(signal_number, state.step, checkpoints / "last.ckpt")
             if finished or state.stopped_early:
                 break
         if state.batch_in_epoch == schedule.steps_per_epoch:
             state.epoch += 1
             state.batch_in_epoch = 0
-    metrics_log.close()
     return state
 
 
@@ -227,7 +240,7 @@ def evaluate(
             break
         xb, yb = x[begin : begin + batch_size].to(device), y[begin : begin + batch_size].to(device)
         for key, value in task.eval_batch(model, xb, yb, batch_index).items():
-            value = value.double()
+            value = value.float()  # counts stay exact up to 2**24 samples; float64 does not exist on MPS
             sums[key] = sums[key] + value if key in sums else value
         count += len(xb)
     model.train(was_training)
@@ -248,7 +261,8 @@ def first_lr(optimizers: dict[str, torch.optim.Optimizer]) -> float:
 
 
 def checkpoint_payload(config: dict[str, Any], model: nn.Module, optimizers: dict[str, Any],
-                       schedulers: dict[str, Any], state: TrainState, val: dict[str, float]) -> dict[str, Any]:
+                       schedulers: dict[str, Any], state: TrainState, val: dict[str, float],
+                       device: str) -> dict[str, Any]:
     return {
         "format_version": FORMAT_VERSION,
         "dlx_version": __version__,
@@ -259,7 +273,7 @@ def checkpoint_payload(config: dict[str, Any], model: nn.Module, optimizers: dic
         "schedulers": {name: scheduler.state_dict() for name, scheduler in schedulers.items()},
         "state": asdict(state),
         "val": val,
-        "rng": capture_rng_state(),
+        "rng": capture_rng_state(device),
     }
 
 

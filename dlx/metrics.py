@@ -13,11 +13,28 @@ class MetricsLog:
         self.file = open(path, "a", encoding="utf-8")
 
     def write(self, row: dict[str, Any]) -> None:
-        self.file.write(json.dumps(row) + "\n")
+        self.file.write(json.dumps(json_safe(row)) + "\n")
         self.file.flush()
 
     def close(self) -> None:
         self.file.close()
+
+    def __enter__(self) -> "MetricsLog":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+
+def json_safe(value: Any) -> Any:
+    """NaN and infinities as null: JSON has no such numbers, and other readers reject Python's NaN."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {key: json_safe(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [json_safe(item) for item in value]
+    return value
 
 
 def read_metrics(path: Path) -> list[dict[str, Any]]:

@@ -2,6 +2,7 @@
 and every line in the run folder's train.log either way."""
 
 import logging
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -10,9 +11,11 @@ from rich.console import Console
 from rich.logging import RichHandler
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-from dlx.config import running_in_terminal
-
 logger = logging.getLogger("dlx")
+
+
+def running_in_terminal() -> bool:
+    return os.isatty(1) and os.environ.get("TERM", "") != "dumb"
 
 
 class ConsoleFilter(logging.Filter):
@@ -29,7 +32,9 @@ def terminal_console() -> Console | None:
 
 def setup_logging(log_file: Path | None, console: Console | None) -> None:
     """dlx's logger: to the console (rich in a terminal, plain otherwise) and to log_file."""
-    logger.handlers.clear()
+    for old in list(logger.handlers):  # the previous job's, in a sweep
+        old.close()
+        logger.removeHandler(old)
     logger.setLevel(logging.INFO)
     logger.propagate = False
     if console is not None:

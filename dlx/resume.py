@@ -16,7 +16,10 @@ from dlx.progress import logger
 
 # Keys that may differ between a checkpoint's config and the resumed run's without changing the training.
 RESUME_KEYS_IGNORED = {"trainer.resume", "trainer.resume_allow_changes", "trainer.device", "trainer.threads",
-                       "trainer.checkpoint_every", "output_root"}
+                       "trainer.checkpoint_every", "trainer.log_every", "trainer.eval_every", "trainer.eval_batch_size",
+                       "trainer.patience", "output_root"}
+# Scheduler arguments that dlx fills with the run's length: a resumed schedule cannot be stretched.
+SCHEDULE_LENGTHS = ("scheduler.T_max", "scheduler.total_steps", "scheduler.total_iters")
 # Newest first: what resume=auto tries in a run folder.
 AUTO_CANDIDATES = ("last.ckpt", "previous.ckpt", "best.ckpt")
 
@@ -39,7 +42,8 @@ def find_checkpoint(setting: str, run_dir: Path) -> tuple[Path, dict[str, Any]] 
         except DlxError as err:
             logger.warning(f"Warning: skipping {path}: {err}")
     if not loaded:
-        logger.info(f"trainer.resume=auto: no checkpoint in {run_dir / 'checkpoints'} yet, starting from scratch")
+        logger.warning(f"trainer.resume=auto: no checkpoint in {run_dir / 'checkpoints'} yet, so this run starts "
+                       "from scratch. To resume an earlier run, name its folder: hydra.run.dir=RUN_FOLDER.")
         return None
     return max(loaded, key=lambda item: item[1]["state"]["step"])
 
@@ -64,8 +68,14 @@ def flatten(node: Any, prefix: str = "") -> dict[str, Any]:
 
 
 def restore(path: Path, checkpoint: dict[str, Any], config: dict[str, Any], allow_changes: bool, model: nn.Module,
-            optimizers: dict[str, torch.optim.Optimizer], schedulers: dict[str, Any]) -> TrainState:
+            optimizers: dict[str, torch.optim.Optimizer], schedulers: dict[str, Any], device: str) -> TrainState:
     """Load the checkpoint's state into the freshly built objects and the random generators."""
+    before, after = flatten(checkpoint["config"]), flatten(config)
+    stretched = [key for key in SCHEDULE_LENGTHS if key in after and before.get(key) != after[key]]
+    if stretched:
+        raise DlxError(f"Cannot resume from {path} with a different run length: the {config['scheduler']['_target_']} "
+                       f"schedule was planned over {before.get(stretched[0])} steps and this run has {after[stretched[0]]}. "
+                       "Resume with the original max_epochs/max_steps, or start a new run from these weights.")
     changes = config_changes(checkpoint["config"], config)
     if changes and not allow_changes:
         raise DlxError(f"Refused to resume from {path}: the config differs from the checkpoint's in "
@@ -83,7 +93,7 @@ def restore(path: Path, checkpoint: dict[str, Any], config: dict[str, Any], allo
         raise DlxError(f"{path} does not fit this run's model or optimizers ({str(err).splitlines()[0]}). It "
                        "belongs to another model, data shape or optimizer; resume with the config it was "
                        "trained with.") from err
-    restore_rng_state(checkpoint["rng"])
+    restore_rng_state(checkpoint["rng"], device)
     state = TrainState(**checkpoint["state"])
     logger.info(f"Resumed from {path} at step {state.step} (epoch {state.epoch}, batch {state.batch_in_epoch})")
     return state

@@ -24,9 +24,9 @@ from dlx.checkpoint import load_checkpoint
 from dlx.compose import explain_omegaconf_error
 from dlx.config import check_config, resolve_device
 from dlx.data import DataSplits
-from dlx.engine import Interrupted, Schedule, TrainState, evaluate, fit, monitored
+from dlx.engine import Interrupted, Schedule, TrainState, copy_checkpoint, evaluate, fit, monitored
 from dlx.errors import DlxError
-from dlx.metrics import MetricsLog
+from dlx.metrics import MetricsLog, json_safe
 from dlx.progress import TrainingProgress, logger, setup_logging, terminal_console
 from dlx.resume import find_checkpoint, restore, truncate_metrics
 from dlx.tasks import Task
@@ -44,8 +44,11 @@ def start_run(trainer: DictConfig) -> str:
     return resolve_device(trainer.device)
 
 
-def train(cfg: DictConfig, run_dir: Path, choices: dict[str, str], overrides: list[str]) -> dict[str, Any]:
-    """Train the composed config in run_dir; return the summary (also written to run_dir/summary.json)."""
+def train(cfg: DictConfig, run_dir: Path, choices: dict[str, str], overrides: list[str],
+          config_dirs: list[str]) -> dict[str, Any]:
+    """Train the composed config in run_dir; return the summary (also written to run_dir/summary.json).
+
+    `overrides` and `config_dirs` (--config-dir) are those of the command line, to print how to resume."""
     started = time.time()
     run_dir.mkdir(parents=True, exist_ok=True)
     console = terminal_console()
@@ -73,13 +76,15 @@ def train(cfg: DictConfig, run_dir: Path, choices: dict[str, str], overrides: li
         state = TrainState()
         found = find_checkpoint(cfg.trainer.resume, run_dir) if cfg.trainer.resume else None
         if found:
-            state = restore(*found, config, cfg.trainer.resume_allow_changes, model, optimizers, schedulers)
+            state = restore(*found, config, cfg.trainer.resume_allow_changes, model, optimizers, schedulers, device)
             truncate_metrics(run_dir / "metrics.jsonl", state.step)
+            adopt_best_checkpoint(found[0], run_dir / "checkpoints")
 
-        with TrainingProgress(schedule.total_steps, state.step, console) as progress, stop_on_signals() as stop:
-            state = fit(model, task, optimizers, schedulers, data, cfg.trainer, config, run_dir, device, progress,
-                        state, stop)
-        test = test_best_checkpoint(run_dir, model, task, data, cfg, device, schedule, state)
+        with MetricsLog(run_dir / "metrics.jsonl") as metrics_log:
+            with TrainingProgress(schedule.total_steps, state.step, console) as progress, stop_on_signals() as stop:
+                state = fit(model, task, optimizers, schedulers, data, cfg.trainer, config, run_dir, device,
+                            metrics_log, progress, state, stop)
+            test = test_best_checkpoint(run_dir, model, task, data, cfg, device, schedule, state, metrics_log)
         metric, mode = monitored(cfg.trainer, task)
         summary |= {
             "status": "completed",
@@ -91,17 +96,23 @@ def train(cfg: DictConfig, run_dir: Path, choices: dict[str, str], overrides: li
             "epochs": round(state.epoch + state.batch_in_epoch / schedule.steps_per_epoch, 4),
             "num_parameters": num_parameters,
             "device": device,
-            "checkpoint": "checkpoints/best.ckpt",
+            "checkpoint": "checkpoints/best.ckpt" if (run_dir / "checkpoints" / "best.ckpt").exists()
+            else "checkpoints/last.ckpt",
         }
         return summary
     except Interrupted as err:
-        command = " ".join(shlex.quote(o) for o in overrides if not o.startswith("trainer.resume"))
-        err.args = (f"{err} Resume with: dlx train {command} trainer.resume={err.checkpoint.resolve()}".replace(
-            "  ", " "),)
+        command = ["dlx", "train", *(f"--config-dir={d}" for d in config_dirs),
+                   *(o for o in overrides if not o.startswith("trainer.resume")),
+                   f"trainer.resume={err.checkpoint.resolve()}"]
+        err.args = (f"{err} Resume with: {shlex.join(command)}",)
         summary |= {"status": "interrupted", "error": str(err)}
         raise
     except DlxError as err:
         summary |= {"status": "failed", "error": str(err)}
+        raise
+    except BaseException as err:  # a bug, an out-of-memory error, Ctrl-C outside the training loop
+        status = "interrupted" if isinstance(err, KeyboardInterrupt) else "failed"
+        summary |= {"status": status, "error": f"{type(err).__name__}: {err}"}
         raise
     finally:
         summary |= {"wall_time_s": round(time.time() - started, 3), "dlx_version": __version__,
@@ -134,15 +145,26 @@ def stop_on_signals() -> Iterator[Callable[[], int]]:
             signal.signal(number, old)
 
 
+def adopt_best_checkpoint(resumed_from: Path, checkpoints: Path) -> None:
+    """A run resumed from another folder's checkpoint takes that folder's best.ckpt along (the best metric
+    it restored refers to it)."""
+    source = resumed_from.parent / "best.ckpt"
+    if source.exists() and source.resolve() != (checkpoints / "best.ckpt").resolve():
+        checkpoints.mkdir(parents=True, exist_ok=True)
+        copy_checkpoint(source, checkpoints / "best.ckpt")
+
+
 def test_best_checkpoint(run_dir: Path, model: torch.nn.Module, task: Task, data: DataSplits, cfg: DictConfig,
-                         device: str, schedule: Schedule, state: TrainState) -> dict[str, float]:
+                         device: str, schedule: Schedule, state: TrainState, log: MetricsLog) -> dict[str, float]:
     """Test the weights read back from best.ckpt: exactly what `dlx eval` will evaluate later."""
-    best = load_checkpoint(run_dir / "checkpoints" / "best.ckpt")
+    path = run_dir / "checkpoints" / "best.ckpt"
+    if not path.exists():  # no validation ever gave a finite metric
+        logger.warning(f"No best.ckpt (no finite {monitored(cfg.trainer, task)[0]} in any validation): testing last.ckpt")
+        path = path.with_name("last.ckpt")
+    best = load_checkpoint(path)
     model.load_state_dict(best["model"])
     test = evaluate(model, task, *data.test, cfg.trainer.eval_batch_size, device, schedule.max_eval_batches)
-    log = MetricsLog(run_dir / "metrics.jsonl")
     log.write({"step": state.step, "split": "test", "checkpoint_step": best["state"]["step"], **test})
-    log.close()
     logger.info("test  (best checkpoint, step %d)  %s", best["state"]["step"],
                 "  ".join(f"{key} {value:.4f}" for key, value in test.items()))
     return test
@@ -164,7 +186,7 @@ def point_latest_at(output_root: Path, run_dir: Path) -> None:
 
 def write_json_atomically(path: Path, value: Any) -> None:
     temporary = path.with_name(f".{path.name}.tmp")
-    temporary.write_text(json.dumps(value, indent=2) + "\n", encoding="utf-8")
+    temporary.write_text(json.dumps(json_safe(value), indent=2) + "\n", encoding="utf-8")
     os.replace(temporary, path)
 
 
@@ -180,6 +202,8 @@ def evaluate_checkpoint(path: Path, overrides: list[str], split: str, allow: lis
     check_targets_allowed(checkpoint["config"], known_targets(config_dirs) | set(allow), str(path))
     cfg = OmegaConf.create(checkpoint["config"])
     OmegaConf.set_struct(cfg, True)  # so that a mistyped override fails instead of adding a key
+    if "download" in cfg.dataset:  # a checkpoint from elsewhere does not decide to use the network; you may
+        cfg.dataset.download = False
     for override in overrides:
         if "=" not in override or override[0] in "+~":
             raise DlxError(f'"{override}" is not an eval override: write key=value for a key the stored config has, '
@@ -197,8 +221,9 @@ def evaluate_checkpoint(path: Path, overrides: list[str], split: str, allow: lis
     try:
         model.load_state_dict(checkpoint["model"])
     except RuntimeError as err:
+        detail = [line.strip() for line in str(err).splitlines() if line.strip()][1:2] or [str(err)]
         raise DlxError(f"The weights in {path} do not fit the model its config builds on this data "
-                       f"({str(err).splitlines()[0]} ...). The checkpoint belongs to another model or data shape: "
+                       f"({detail[0]}). The checkpoint belongs to another model or data shape: "
                        "evaluate it with the data set it was trained on.") from err
     model.to(device)
     x, y = getattr(data, split)

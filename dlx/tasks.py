@@ -31,14 +31,15 @@ def pixel_normalizer(data: DataSplits, device: str) -> Callable[[torch.Tensor], 
 
 class Classification:
     default_monitor = ("val/acc", "max")
+    metric_names = ("loss", "acc")
 
     def __init__(self, criterion: nn.Module, data: DataSplits, device: str) -> None:
         self.criterion = criterion
         self.num_classes = data.num_classes
-        if isinstance(criterion, (nn.CrossEntropyLoss, nn.NLLLoss)) or self.num_classes != 2:
+        if isinstance(criterion, (nn.BCEWithLogitsLoss, nn.MSELoss)) and self.num_classes == 2:
+            self.num_outputs = 1  # a binary task with a sigmoid loss: one output, the logit of the positive class
+        else:
             self.num_outputs = self.num_classes
-        else:  # a binary task with a sigmoid loss: one output, the logit of the positive class
-            self.num_outputs = 1
         self.inputs = pixel_normalizer(data, device)
 
     def param_groups(self, model: nn.Module) -> dict[str, list[nn.Parameter]]:
@@ -78,6 +79,7 @@ class Classification:
 
 class Regression:
     default_monitor = ("val/loss", "min")
+    metric_names = ("loss", "mae")
 
     def __init__(self, criterion: nn.Module, data: DataSplits, device: str) -> None:
         if isinstance(criterion, (nn.CrossEntropyLoss, nn.NLLLoss, nn.BCEWithLogitsLoss)):
@@ -112,6 +114,7 @@ class Adversarial:
     """
 
     default_monitor = ("val/d_acc", "min")  # the closer the discriminator is to guessing, the better G fools it
+    metric_names = ("loss", "g_loss", "d_acc")
     num_outputs = None
 
     def __init__(self, criterion: nn.Module, data: DataSplits, device: str) -> None:

@@ -172,3 +172,21 @@ def test_eval_checkpoint_of_another_model_shape(workdir: Path, checkpoint: Path)
     torch.save(payload, workdir / "other.ckpt")
     stderr = failing("eval", "other.ckpt", cwd=workdir)
     assert "do not fit the model" in stderr and "size mismatch" in stderr
+
+
+def test_mistyped_monitor_metric_lists_what_is_measured(workdir: Path) -> None:
+    stderr = failing("train", "trainer.monitor.metric=val/accuracy", "trainer.smoke=true", cwd=workdir)
+    assert 'trainer.monitor.metric="val/accuracy" is not measured' in stderr and 'Did you mean "val/acc"?' in stderr
+
+
+@pytest.mark.parametrize("damage", ["no_model", "target_not_a_string"])
+def test_eval_altered_checkpoint_structure(workdir: Path, checkpoint: Path, damage: str) -> None:
+    payload = torch.load(checkpoint, weights_only=True)
+    if damage == "no_model":
+        del payload["model"]
+    else:
+        payload["config"]["model"]["_target_"] = ["os", "system"]
+    torch.save(payload, workdir / "altered.ckpt")
+    stderr = failing("eval", "altered.ckpt", cwd=workdir)
+    assert ("damaged or was altered" in stderr) if damage == "no_model" else ("Refused" in stderr)
+

@@ -83,3 +83,14 @@ def test_impossible_architectures_say_why() -> None:
         TransformerClassifier([1, 8, 8], 10, patch_size=3)
     with pytest.raises(ValueError, match="divisible by num_heads"):
         TransformerClassifier([1, 8, 8], 10, d_model=10, num_heads=4)
+
+
+@pytest.mark.parametrize("build", [
+    lambda: RecurrentNet([1, 8, 8], 3, cell="lstm", hidden_size=8, num_layers=2, weight_init="zeros"),
+    lambda: TransformerClassifier([1, 8, 8], 3, d_model=16, num_heads=2, num_layers=1, weight_init="zeros"),
+])
+def test_weight_init_reaches_recurrent_gates_and_attention_projections(build) -> None:
+    model = build()
+    matrices = {name: p for name, p in model.named_parameters() if p.dim() == 2 and "embed" not in name}
+    assert any("weight_hh" in n or "in_proj_weight" in n for n in matrices)
+    assert all(torch.count_nonzero(p) == 0 for p in matrices.values())

@@ -224,3 +224,12 @@ def test_resume_from_a_path_continues_in_that_run_folder(workdir: Path) -> None:
     assert sum(r["split"] == "test" for r in rows) == 1
     assert json.loads((run_dir / "summary.json").read_text())["steps"] == 10
     assert os.path.exists(run_dir / ".hydra" / "overrides.yaml")
+
+
+def test_resume_cannot_stretch_a_planned_schedule(workdir: Path) -> None:
+    dlx("train", "scheduler=onecycle", "trainer.max_steps=20", "hydra.run.dir=run", cwd=workdir)
+    result = dlx("train", "scheduler=onecycle", "trainer.max_steps=40", "hydra.run.dir=run", "trainer.resume=auto",
+                 "trainer.resume_allow_changes=true", cwd=workdir, expect=2)
+    assert "different run length" in result.stderr and "planned over 20 steps" in result.stderr
+    assert "Traceback" not in result.stderr
+

@@ -120,6 +120,18 @@ def test_early_stopping_after_patience_validations_without_improvement(workdir: 
     assert max(val[-2:]) <= max(val[:-2]) == summary["best"]["value"]  # the last two did not improve
 
 
+def test_a_last_batch_of_one_sample_is_dropped_for_batch_norm(workdir: Path) -> None:
+    # 1,293 training digits = 4 * 323 + 1: a last batch of one sample would break BatchNorm1d.
+    dlx("train", "model.batch_norm=true", "trainer.batch_size=4", "trainer.max_epochs=1", cwd=workdir)
+    assert summary_of(latest_run(workdir))["steps"] == 323
+
+
+def test_glob_sweeps_are_left_to_hydra(workdir: Path) -> None:
+    dlx("train", "-m", "model=glob(g*)", "trainer.smoke=true", cwd=workdir)
+    summaries = [json.loads(p.read_text()) for p in (workdir / "outputs" / "sweeps").rglob("summary.json")]
+    assert sorted(s["choices"]["model"] for s in summaries) == ["gan", "gru"]
+
+
 def test_cfg_job_prints_config_without_training(workdir: Path) -> None:
     result = dlx("train", "--cfg", "job", "model=lstm", "optimizer.lr=0.005", cwd=workdir)
     assert "_target_: dlx.models.rnn.RecurrentNet" in result.stdout

@@ -25,8 +25,20 @@ def make_activation(name: Activation) -> nn.Module:
     return modules[name]()
 
 
+def weights_and_biases(module: nn.Module) -> tuple[list[nn.Parameter], list[nn.Parameter]]:
+    """The weight matrices and bias vectors a layer owns itself (not its children's)."""
+    if isinstance(module, (nn.Linear, nn.Conv1d, nn.Conv2d)):
+        return [module.weight], [module.bias] if module.bias is not None else []
+    if isinstance(module, (nn.RNNBase, nn.MultiheadAttention)):  # gate and attention projections
+        own = list(module.named_parameters(recurse=False))
+        return ([p for name, p in own if "weight" in name and p.dim() == 2],
+                [p for name, p in own if "bias" in name])
+    return [], []
+
+
 def init_weights(model: nn.Module, scheme: WeightInit, activation: Activation = "relu") -> None:
-    """Re-initialise the weights of every linear and convolution layer; biases start at zero.
+    """Re-initialise the weights of every linear, convolution, recurrent and attention layer; biases start
+    at zero.
 
     "default" keeps PyTorch's own initialisation (a scaled uniform). Kaiming is meant for ReLU-like
     activations and Xavier for sigmoid/tanh; the gain follows the activation so both stay well scaled.
@@ -36,25 +48,28 @@ def init_weights(model: nn.Module, scheme: WeightInit, activation: Activation = 
     nonlinearity = "leaky_relu" if activation == "leaky_relu" else "relu"
     gain = nn.init.calculate_gain(activation) if activation in ("sigmoid", "tanh", "relu", "leaky_relu") else 1.0
     for module in model.modules():
-        if not isinstance(module, (nn.Linear, nn.Conv1d, nn.Conv2d)):
-            continue
-        weight = module.weight
-        if scheme == "xavier_uniform":
-            nn.init.xavier_uniform_(weight, gain=gain)
-        elif scheme == "xavier_normal":
-            nn.init.xavier_normal_(weight, gain=gain)
-        elif scheme == "kaiming_uniform":
-            nn.init.kaiming_uniform_(weight, nonlinearity=nonlinearity)
-        elif scheme == "kaiming_normal":
-            nn.init.kaiming_normal_(weight, nonlinearity=nonlinearity)
-        elif scheme == "normal":
-            nn.init.normal_(weight, mean=0.0, std=0.01)
-        elif scheme == "zeros":
-            # Every unit then computes the same thing: the symmetry problem the tutorial's lesson on
-            # initialisation is about. Offered so that it can be seen in a run.
-            nn.init.zeros_(weight)
-        if module.bias is not None:
-            nn.init.zeros_(module.bias)
+        weights, biases = weights_and_biases(module)
+        for weight in weights:
+            init_weight(weight, scheme, gain, nonlinearity)
+        for bias in biases:
+            nn.init.zeros_(bias)
+
+
+def init_weight(weight: torch.Tensor, scheme: WeightInit, gain: float, nonlinearity: str) -> None:
+    if scheme == "xavier_uniform":
+        nn.init.xavier_uniform_(weight, gain=gain)
+    elif scheme == "xavier_normal":
+        nn.init.xavier_normal_(weight, gain=gain)
+    elif scheme == "kaiming_uniform":
+        nn.init.kaiming_uniform_(weight, nonlinearity=nonlinearity)
+    elif scheme == "kaiming_normal":
+        nn.init.kaiming_normal_(weight, nonlinearity=nonlinearity)
+    elif scheme == "normal":
+        nn.init.normal_(weight, mean=0.0, std=0.01)
+    elif scheme == "zeros":
+        # Every unit then computes the same thing: the symmetry problem the tutorial's lesson on
+        # initialisation is about. Offered so that it can be seen in a run.
+        nn.init.zeros_(weight)
 
 
 def flat_size(shape: list[int]) -> int:
