@@ -71,6 +71,7 @@ def main() -> None:
     parser.add_argument("--data", required=True)
     parser.add_argument("--steps", type=int, default=0, help="ffn: optimizer steps (default 3000)")
     parser.add_argument("--epochs", type=int, default=2, help="cnn: epochs")
+    parser.add_argument("--device", default="cpu")
     args = parser.parse_args()
     started = time.perf_counter()
     torch.manual_seed(0)
@@ -81,9 +82,11 @@ def main() -> None:
     held = len(x_train) // 10
     x_val, y_val, x_train, y_train = x_train[order[:held]], y_train[order[:held]], x_train[order[held:]], y_train[order[held:]]
     mean, std = x_train.mean(), x_train.std()
-    x_train, x_val, x_test = (x_train - mean) / std, (x_val - mean) / std, (x_test - mean) / std
+    x_train, x_val, x_test = ((x - mean) / std for x in (x_train, x_val, x_test))
+    x_train, y_train, x_val, y_val, x_test, y_test = (
+        t.to(args.device) for t in (x_train, y_train, x_val, y_val, x_test, y_test))
 
-    model = model_for(args.job, tuple(x_train.shape[1:]))
+    model = model_for(args.job, tuple(x_train.shape[1:])).to(args.device)
     batch = 100 if args.job == "ffn" else 128
     optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
     per_epoch = math.ceil(len(x_train) / batch)
@@ -94,7 +97,7 @@ def main() -> None:
     train_started = time.perf_counter()
     step = 0
     while step < steps:
-        permutation = torch.randperm(len(x_train))
+        permutation = torch.randperm(len(x_train), device=args.device)
         for i in range(per_epoch):
             index = permutation[i * batch : (i + 1) * batch]
             loss = loss_fn(model(x_train[index]), y_train[index])

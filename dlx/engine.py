@@ -39,6 +39,8 @@ class TrainState:
     skipped_steps: int = 0  # steps with a non-finite loss or gradient, skipped under on_nonfinite=skip
     evals_without_improvement: int = 0  # for early stopping (trainer.patience)
     stopped_early: bool = False
+    train_samples: int = 0  # samples trained on, and the seconds spent on it (validation excluded)
+    train_seconds: float = 0.0
 
 
 @dataclass
@@ -102,21 +104,25 @@ def fit(
     sample order. `stop_requested()` returns a signal number once the user asked to stop (SIGINT, SIGTERM):
     the current step finishes, last.ckpt is written, and Interrupted is raised.
     """
-    x_train, y_train = (t.to(device) for t in data.train)
+    x_train, y_train = data.train  # prepared by the task, on the device
     schedule = Schedule.plan(trainer, len(x_train))
     metric, mode = monitored(trainer, task)
     checkpoints = run_dir / "checkpoints"
     skip_nonfinite = trainer.on_nonfinite == "skip"
-    # Step of the first non-finite loss, tracked on the device so that finding it costs no synchronisation.
-    first_bad_step = torch.zeros((), dtype=torch.long, device=device)
+    # Plain values for the per-step path: reading an OmegaConf node costs microseconds each time.
+    batch_size, grad_clip, checkpoint_every = trainer.batch_size, trainer.grad_clip, trainer.checkpoint_every
+    # The losses of the steps since the last log, kept on the device: one copy per step, no synchronisation,
+    # and when one of them turns out not finite, it names its step exactly.
+    recent_losses = torch.zeros(schedule.log_every, device=device)
+    recent = 0
 
     def update(name: str, loss: torch.Tensor) -> None:
         optimizer = optimizers[name]
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
-        if trainer.grad_clip or skip_nonfinite:
+        if grad_clip or skip_nonfinite:
             parameters = [p for group in optimizer.param_groups for p in group["params"]]
-            norm = nn.utils.clip_grad_norm_(parameters, trainer.grad_clip or math.inf)
+            norm = nn.utils.clip_grad_norm_(parameters, grad_clip or math.inf)
             if skip_nonfinite and not torch.isfinite(loss.detach() + norm):  # one synchronisation per step
                 state.skipped_steps += 1
                 return
@@ -139,7 +145,8 @@ def fit(
         each save (one synchronisation per save)."""
         if skip_nonfinite:
             return
-        bad = first_bad_step.item()
+        bad_at = (~recent_losses[:recent].isfinite()).nonzero()
+        bad = state.step - recent + 1 + int(bad_at[0]) if len(bad_at) else 0
         if weights_too and not bad:
             finite_weights = torch.stack([p.detach().isfinite().all() for p in model.parameters()]).all()
             bad = 0 if finite_weights.item() else state.step
@@ -154,17 +161,21 @@ def fit(
     while state.step < schedule.total_steps and not state.stopped_early:
         order = epoch_order(len(x_train), state.epoch, trainer.seed, device)
         for batch in range(state.batch_in_epoch, schedule.steps_per_epoch):
-            index = order[batch * trainer.batch_size : (batch + 1) * trainer.batch_size]
+            index = order[batch * batch_size : (batch + 1) * batch_size]
             step_sums = task.train_step(model, x_train[index], y_train[index], update)
             state.step += 1
             state.batch_in_epoch = batch + 1
-            all_finite = torch.stack([value.float() for value in step_sums.values()]).isfinite().all()
-            if skip_nonfinite and not all_finite.item():  # already one synchronisation per step in this mode
-                step_sums = {}  # a skipped step does not count towards the logged means
-            elif not skip_nonfinite:
-                first_bad_step = torch.where(~all_finite & (first_bad_step == 0), state.step, first_bad_step)
+            if skip_nonfinite:  # this mode already synchronises once per step
+                if not torch.stack([value.float() for value in step_sums.values()]).isfinite().all():
+                    step_sums = {}  # a skipped step does not count towards the logged means
+            else:
+                recent_losses[recent] = step_sums["loss"]
+                recent += 1
             for key, value in step_sums.items():
-                sums[key] = sums[key] + value if key in sums else value
+                if key in sums:
+                    sums[key].add_(value)
+                else:
+                    sums[key] = value.clone()  # the step's tensor may be a view of something the task keeps
             seen += len(index) if step_sums else 0
             progress.advance(state.step)
             epoch = state.epoch + state.batch_in_epoch / schedule.steps_per_epoch
@@ -179,7 +190,9 @@ def fit(
                 if skip_nonfinite:
                     row["skipped_steps"] = state.skipped_steps
                 log_row(metrics_log, progress, "train", state.step, epoch, row, now - start)
-                sums, seen, interval_start = {}, 0, now
+                state.train_samples += seen
+                state.train_seconds += now - interval_start
+                sums, seen, interval_start, recent = {}, 0, now, 0
 
             if state.step % schedule.eval_every == 0 or finished:
                 eval_started = time.perf_counter()
@@ -203,7 +216,7 @@ def fit(
                     task.save_samples(model, run_dir / "samples" / f"step_{state.step:07d}.png")
                 model.train()
                 interval_start += time.perf_counter() - eval_started  # validation is not training throughput
-            elif trainer.checkpoint_every and state.step % trainer.checkpoint_every == 0:
+            elif checkpoint_every and state.step % checkpoint_every == 0:
                 check_finite({}, weights_too=True)
                 save({}, improved=False)
 
@@ -230,7 +243,8 @@ def evaluate(
     device: str,
     max_batches: int | None = None,
 ) -> dict[str, float]:
-    """Mean of each metric over (x, y), in fixed batches, so the same weights always give the same numbers."""
+    """Mean of each metric over (x, y) (prepared by the task, on the device), in fixed batches, so the same
+    weights always give the same numbers."""
     was_training = model.training
     model.eval()
     sums: dict[str, torch.Tensor] = {}
@@ -238,7 +252,7 @@ def evaluate(
     for batch_index, begin in enumerate(range(0, len(x), batch_size)):
         if max_batches is not None and batch_index >= max_batches:
             break
-        xb, yb = x[begin : begin + batch_size].to(device), y[begin : begin + batch_size].to(device)
+        xb, yb = x[begin : begin + batch_size], y[begin : begin + batch_size]
         for key, value in task.eval_batch(model, xb, yb, batch_index).items():
             value = value.float()  # counts stay exact up to 2**24 samples; float64 does not exist on MPS
             sums[key] = sums[key] + value if key in sums else value

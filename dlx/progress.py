@@ -1,15 +1,17 @@
 """What a run prints while it trains: a rich progress bar in a terminal, plain lines elsewhere (CI, pipes),
 and every line in the run folder's train.log either way."""
 
+from __future__ import annotations
+
 import logging
 import os
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from rich.console import Console
-from rich.logging import RichHandler
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+if TYPE_CHECKING:  # rich is imported only when a terminal shows it: a run in CI or a sweep does not pay for it
+    from rich.console import Console
+    from rich.progress import Progress
 
 logger = logging.getLogger("dlx")
 
@@ -27,7 +29,11 @@ class ConsoleFilter(logging.Filter):
 
 def terminal_console() -> Console | None:
     """A rich console when a person is watching, None when output goes to a pipe or a CI log."""
-    return Console() if running_in_terminal() else None
+    if not running_in_terminal():
+        return None
+    from rich.console import Console
+
+    return Console()
 
 
 def setup_logging(log_file: Path | None, console: Console | None) -> None:
@@ -38,6 +44,8 @@ def setup_logging(log_file: Path | None, console: Console | None) -> None:
     logger.setLevel(logging.INFO)
     logger.propagate = False
     if console is not None:
+        from rich.logging import RichHandler
+
         handler: logging.Handler = RichHandler(console=console, show_path=False, show_level=False)
     else:
         handler = logging.StreamHandler(sys.stdout)
@@ -68,6 +76,9 @@ class TrainingProgress:
     def __init__(self, total_steps: int, first_step: int, console: Console | None) -> None:
         self.bar: Progress | None = None
         if console is not None:
+            from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn,
+                                       TimeRemainingColumn)
+
             self.bar = Progress(
                 TextColumn("[bold]train"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.description}"),
                 TimeElapsedColumn(), TimeRemainingColumn(), console=console, transient=False,

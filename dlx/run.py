@@ -29,7 +29,7 @@ from dlx.errors import DlxError
 from dlx.metrics import MetricsLog, json_safe
 from dlx.progress import TrainingProgress, logger, setup_logging, terminal_console
 from dlx.resume import find_checkpoint, restore, truncate_metrics
-from dlx.tasks import Task
+from dlx.tasks import Task, prepare
 
 SPLITS = ("train", "val", "test")
 
@@ -62,6 +62,7 @@ def train(cfg: DictConfig, run_dir: Path, choices: dict[str, str], overrides: li
         data = build_data(cfg)
         task = build_task(cfg, data, device)
         model = build_model(cfg, task, data).to(device)
+        data = prepare(data, task.inputs, device)
         optimizers = build_optimizers(cfg, task, model)
         schedule = Schedule.plan(cfg.trainer, len(data.train[0]))
         schedulers = build_schedulers(cfg, optimizers, schedule.total_steps)
@@ -92,6 +93,7 @@ def train(cfg: DictConfig, run_dir: Path, choices: dict[str, str], overrides: li
             "best": {"value": state.best_value, "step": state.best_step},
             "test": test,
             "steps": state.step,
+            "samples_per_sec": state.train_samples / state.train_seconds if state.train_seconds else None,
             "stopped_early": state.stopped_early,
             "epochs": round(state.epoch + state.batch_in_epoch / schedule.steps_per_epoch, 4),
             "num_parameters": num_parameters,
@@ -226,7 +228,7 @@ def evaluate_checkpoint(path: Path, overrides: list[str], split: str, allow: lis
                        f"({detail[0]}). The checkpoint belongs to another model or data shape: "
                        "evaluate it with the data set it was trained on.") from err
     model.to(device)
-    x, y = getattr(data, split)
+    x, y = getattr(prepare(data, task.inputs, device), split)
     max_batches = Schedule.plan(cfg.trainer, len(data.train[0])).max_eval_batches
     metrics = evaluate(model, task, x, y, cfg.trainer.eval_batch_size, device, max_batches)
     if not metrics:

@@ -1,10 +1,12 @@
 """What one training step computes for each kind of model: classification, regression, adversarial.
 
-A task turns a batch into losses, calls `update(optimizer_name, loss)` (the engine's backward + step) once
-per optimizer, and returns per-batch *sums* as tensors (the engine divides by the sample count only when it
-logs, so there is no host synchronisation per step).
+A task's `inputs` maps raw inputs to what its model sees (normalised pixels, or pixels in [-1, 1] for a GAN);
+prepare() applies it to whole splits once. A step turns a batch into losses, calls `update(optimizer_name,
+loss)` (the engine's backward + step) once per optimizer, and returns per-batch *sums* as tensors (the engine
+divides by the sample count only when it logs, so there is no host synchronisation per step).
 """
 
+import dataclasses
 from collections.abc import Callable
 from pathlib import Path
 
@@ -20,13 +22,23 @@ Update = Callable[[str, torch.Tensor], None]
 Sums = dict[str, torch.Tensor]
 
 
+def prepare(data: DataSplits, inputs: Callable[[torch.Tensor], torch.Tensor], device: str) -> DataSplits:
+    """The data as the model sees it: every split on the device, its inputs mapped by `inputs` once here
+    rather than batch by batch (the same numbers: the mapping is element-wise)."""
+    def split(pair: tuple[torch.Tensor, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+        x, y = pair
+        return inputs(x.to(device)), y.to(device)
+
+    return dataclasses.replace(data, train=split(data.train), val=split(data.val), test=split(data.test))
+
+
 def pixel_normalizer(data: DataSplits, device: str) -> Callable[[torch.Tensor], torch.Tensor]:
     """Per-batch normalisation with the training split's channel statistics (identity for tabular data)."""
     if not data.is_image:
         return lambda x: x
     mean = torch.tensor(data.pixel_mean, device=device).view(1, -1, 1, 1)
     std = torch.tensor(data.pixel_std, device=device).view(1, -1, 1, 1)
-    return lambda x: (x - mean) / std
+    return lambda x: (x - mean).div_(std)  # one new tensor, not two: whole splits pass through here
 
 
 class Classification:
@@ -67,13 +79,13 @@ class Classification:
         return (logits[:, 0] > 0).long() if self.num_outputs == 1 else logits.argmax(dim=1)
 
     def train_step(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, update: Update) -> Sums:
-        logits = model(self.inputs(x))
+        logits = model(x)
         loss = self.loss(logits, y)
         update("model", loss)
         return {"loss": loss.detach() * len(y), "acc": (self.predict(logits.detach()) == y).sum()}
 
     def eval_batch(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_index: int) -> Sums:
-        logits = model(self.inputs(x))
+        logits = model(x)
         return {"loss": self.loss(logits, y) * len(y), "acc": (self.predict(logits) == y).sum()}
 
 
@@ -93,13 +105,13 @@ class Regression:
         return {"model": list(model.parameters())}
 
     def train_step(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, update: Update) -> Sums:
-        prediction = model(self.inputs(x))
+        prediction = model(x)
         loss = self.criterion(prediction, y)
         update("model", loss)
         return {"loss": loss.detach() * len(y), "mae": (prediction.detach() - y).abs().mean(dim=1).sum()}
 
     def eval_batch(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_index: int) -> Sums:
-        prediction = model(self.inputs(x))
+        prediction = model(x)
         return {"loss": self.criterion(prediction, y) * len(y), "mae": (prediction - y).abs().mean(dim=1).sum()}
 
 
@@ -140,8 +152,7 @@ class Adversarial:
         return d_loss, d_correct, fake
 
     def train_step(self, model: GAN, x: torch.Tensor, y: torch.Tensor, update: Update) -> Sums:
-        real = self.inputs(x)
-        d_loss, d_correct, fake = self.losses(model, real, model.sample_noise(len(x)))
+        d_loss, d_correct, fake = self.losses(model, x, model.sample_noise(len(x)))
         update("discriminator", d_loss)
         fake_logits = model(fake)
         g_loss = self.criterion(fake_logits, torch.ones_like(fake_logits))
@@ -152,7 +163,7 @@ class Adversarial:
     def eval_batch(self, model: GAN, x: torch.Tensor, y: torch.Tensor, batch_index: int) -> Sums:
         # Fixed noise per batch, so evaluating the same checkpoint twice gives the same numbers.
         z = model.sample_noise(len(x), torch.Generator().manual_seed(batch_index))
-        d_loss, d_correct, fake = self.losses(model, self.inputs(x), z)
+        d_loss, d_correct, fake = self.losses(model, x, z)
         fake_logits = model(fake)
         g_loss = self.criterion(fake_logits, torch.ones_like(fake_logits))
         n = len(x)
