@@ -52,7 +52,7 @@ def test_default_run_learns_digits(workdir: Path) -> None:
     rows = read_metrics(run / "metrics.jsonl")
     train_rows = [r for r in rows if r["split"] == "train"]
     val_rows = [r for r in rows if r["split"] == "val"]
-    assert {"step", "epoch", "loss", "acc", "lr", "samples_per_sec", "elapsed"} <= set(train_rows[0])
+    assert {"step", "epoch", "loss", "lr", "samples_per_sec", "elapsed"} <= set(train_rows[0])
     assert len(val_rows) == 10  # one validation per epoch
     assert max(r["acc"] for r in val_rows) == summary["best"]["value"]
     assert [r["split"] for r in rows][-1] == "test"
