@@ -111,10 +111,10 @@ def fit(
     skip_nonfinite = trainer.on_nonfinite == "skip"
     # Plain values for the per-step path: reading an OmegaConf node costs microseconds each time.
     batch_size, grad_clip, checkpoint_every = trainer.batch_size, trainer.grad_clip, trainer.checkpoint_every
-    # The losses of the steps since the last log, kept on the device: one copy per step, no synchronisation,
-    # and when one of them turns out not finite, it names its step exactly.
-    recent_losses = torch.zeros(schedule.log_every, device=device)
-    recent = 0
+    # The values (losses...) and batch sizes of the steps since the last log, as the device tensors the task
+    # returned: no tensor operation and no synchronisation per step, and a value that turns out not finite
+    # names its step exactly.
+    recent: list[tuple[dict[str, torch.Tensor], int]] = []
 
     def update(name: str, loss: torch.Tensor) -> None:
         optimizer = optimizers[name]
@@ -145,16 +145,15 @@ def fit(
         each save (one synchronisation per save)."""
         if skip_nonfinite:
             return
-        bad_at = (~recent_losses[:recent].isfinite()).nonzero()
-        bad = state.step - recent + 1 + int(bad_at[0]) if len(bad_at) else 0
+        finite_steps = [torch.stack(list(values.values())).isfinite().all() for values, _ in recent]
+        bad_at = (~torch.stack(finite_steps)).nonzero() if recent else []
+        bad = state.step - len(recent) + 1 + int(bad_at[0]) if len(bad_at) else 0
         if weights_too and not bad:
             finite_weights = torch.stack([p.detach().isfinite().all() for p in model.parameters()]).all()
             bad = 0 if finite_weights.item() else state.step
         if bad or not all(finite(value) for value in row.values()):
             raise non_finite_error(row, bad or state.step, checkpoints)
 
-    sums: dict[str, torch.Tensor] = {}
-    seen = 0
     interval_start = time.perf_counter()
     start = interval_start
     model.train()
@@ -162,28 +161,20 @@ def fit(
         order = epoch_order(len(x_train), state.epoch, trainer.seed, device)
         for batch in range(state.batch_in_epoch, schedule.steps_per_epoch):
             index = order[batch * batch_size : (batch + 1) * batch_size]
-            step_sums = task.train_step(model, x_train[index], y_train[index], update)
+            values = task.train_step(model, x_train[index], y_train[index], update)
             state.step += 1
             state.batch_in_epoch = batch + 1
-            if skip_nonfinite:  # this mode already synchronises once per step
-                if not torch.stack([value.float() for value in step_sums.values()]).isfinite().all():
-                    step_sums = {}  # a skipped step does not count towards the logged means
-            else:
-                recent_losses[recent] = step_sums["loss"]
-                recent += 1
-            for key, value in step_sums.items():
-                if key in sums:
-                    sums[key].add_(value)
-                else:
-                    sums[key] = value.clone()  # the step's tensor may be a view of something the task keeps
-            seen += len(index) if step_sums else 0
+            # Under on_nonfinite=skip (one synchronisation per step already), a skipped step is not logged.
+            if not skip_nonfinite or torch.stack(list(values.values())).isfinite().all():
+                recent.append((values, len(index)))
             progress.advance(state.step)
             epoch = state.epoch + state.batch_in_epoch / schedule.steps_per_epoch
             finished = state.step == schedule.total_steps
 
             if state.step % schedule.log_every == 0 or finished:
-                # The one host synchronisation per logging interval: reading the summed losses.
-                row = {key: value.item() / seen for key, value in sums.items()} if seen else {}
+                # The one host synchronisation per logging interval: reading the interval's values.
+                seen = sum(size for _, size in recent)
+                row = interval_means(recent)
                 check_finite(row)
                 now = time.perf_counter()
                 row |= {"lr": first_lr(optimizers), "samples_per_sec": seen / (now - interval_start)}
@@ -192,7 +183,7 @@ def fit(
                 log_row(metrics_log, progress, "train", state.step, epoch, row, now - start)
                 state.train_samples += seen
                 state.train_seconds += now - interval_start
-                sums, seen, interval_start, recent = {}, 0, now, 0
+                recent, interval_start = [], now
 
             if state.step % schedule.eval_every == 0 or finished:
                 eval_started = time.perf_counter()
@@ -261,6 +252,17 @@ def evaluate(
     if count == 0:
         return {}
     return {key: value.item() / count for key, value in sums.items()}
+
+
+def interval_means(steps: list[tuple[dict[str, torch.Tensor], int]]) -> dict[str, float]:
+    """Each value's mean over the interval's samples (the batches' means weighted by their sizes)."""
+    if not steps:
+        return {}
+    names = list(steps[0][0])
+    values = torch.stack([torch.stack([step[name].float() for name in names]) for step, _ in steps])  # (S, K)
+    sizes = torch.tensor([size for _, size in steps], dtype=values.dtype, device=values.device)
+    means = (values * sizes[:, None]).sum(dim=0) / sizes.sum()
+    return dict(zip(names, means.tolist()))
 
 
 def log_row(log: MetricsLog, progress: TrainingProgress, split: str, step: int, epoch: float,

@@ -1,9 +1,10 @@
 """What one training step computes for each kind of model: classification, regression, adversarial.
 
 A task's `inputs` maps raw inputs to what its model sees (normalised pixels, or pixels in [-1, 1] for a GAN);
-prepare() applies it to whole splits once. A step turns a batch into losses, calls `update(optimizer_name,
-loss)` (the engine's backward + step) once per optimizer, and returns per-batch *sums* as tensors (the engine
-divides by the sample count only when it logs, so there is no host synchronisation per step).
+prepare() applies it to whole splits once. train_step() turns a batch into losses, calls `update(optimizer_name,
+loss)` (the engine's backward + step) once per optimizer, and returns the batch's means as 0-dim tensors (the
+engine reads them only when it logs, so there is no host synchronisation per step). eval_batch() returns sums
+over the batch, so that counts such as correct predictions stay exact.
 """
 
 import dataclasses
@@ -83,7 +84,7 @@ class Classification:
         update("model", loss)
         # The loss only: a training accuracy would cost three more operations per step (a tenth of a
         # small model's step); accuracy is measured on validation.
-        return {"loss": loss.detach() * len(y)}
+        return {"loss": loss.detach()}
 
     def eval_batch(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_index: int) -> Sums:
         logits = model(x)
@@ -108,7 +109,7 @@ class Regression:
     def train_step(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, update: Update) -> Sums:
         loss = self.criterion(model(x), y)
         update("model", loss)
-        return {"loss": loss.detach() * len(y)}
+        return {"loss": loss.detach()}
 
     def eval_batch(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_index: int) -> Sums:
         prediction = model(x)
@@ -157,8 +158,7 @@ class Adversarial:
         fake_logits = model(fake)
         g_loss = self.criterion(fake_logits, torch.ones_like(fake_logits))
         update("generator", g_loss)
-        n = len(x)
-        return {"loss": d_loss.detach() * n, "g_loss": g_loss.detach() * n, "d_acc": d_correct / 2}
+        return {"loss": d_loss.detach(), "g_loss": g_loss.detach(), "d_acc": d_correct / (2 * len(x))}
 
     def eval_batch(self, model: GAN, x: torch.Tensor, y: torch.Tensor, batch_index: int) -> Sums:
         # Fixed noise per batch, so evaluating the same checkpoint twice gives the same numbers.
