@@ -149,12 +149,14 @@ def eval_command(
     from rich.console import Console
     from rich.table import Table
 
-    table = Table(title=f"{checkpoint} ({split}, {info['samples']:,} samples, step {info['step']:,})")
+    console = Console()
+    console.print(f"{checkpoint}: step {info['step']:,}, {split} split, {info['samples']:,} samples", soft_wrap=True)
+    table = Table()
     table.add_column("metric")
     table.add_column("value", justify="right")
     for key, value in metrics.items():
         table.add_row(key, f"{value:.4f}")
-    Console().print(table)
+    console.print(table)
 
 
 def main() -> None:
