@@ -2,7 +2,6 @@
 data is loaded. Nothing here imports torch: `dlx train --cfg job` and `dlx --help` stay fast."""
 
 import inspect
-import os
 import secrets
 import types
 import typing

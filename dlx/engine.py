@@ -188,7 +188,7 @@ def fit(
             if state.step % schedule.eval_every == 0 or finished:
                 eval_started = time.perf_counter()
                 check_finite({}, weights_too=True)
-                val = evaluate(model, task, *data.val, trainer.eval_batch_size, device, schedule.max_eval_batches)
+                val = evaluate(model, task, *data.val, trainer.eval_batch_size, schedule.max_eval_batches)
                 log_row(metrics_log, progress, "val", state.step, epoch, val, time.perf_counter() - start)
                 value = val.get(metric.removeprefix("val/"), math.nan) if val else math.nan
                 improved = finite(value) and (state.best_value is None or
@@ -231,7 +231,6 @@ def evaluate(
     x: torch.Tensor,
     y: torch.Tensor,
     batch_size: int,
-    device: str,
     max_batches: int | None = None,
 ) -> dict[str, float]:
     """Mean of each metric over (x, y) (prepared by the task, on the device), in fixed batches, so the same
