@@ -15,6 +15,7 @@ from omegaconf import MISSING, DictConfig, ListConfig, OmegaConf
 from dlx.errors import DlxError, did_you_mean, explain_omegaconf_error, format_choices
 
 DEVICES = ("auto", "cpu", "cuda", "mps")
+PRECISIONS = ("32", "bf16-mixed")
 
 
 @dataclass
@@ -35,6 +36,7 @@ class TrainerConfig:
     seed: int = 0
     grad_clip: Optional[float] = None  # max gradient norm
     threads: Optional[int] = None  # torch intra-op threads; None: torch's default
+    precision: str = "32"  # 32 | bf16-mixed: autocast to bfloat16 (CPU with AVX512-BF16/AMX, or a recent GPU)
     monitor: MonitorConfig = field(default_factory=MonitorConfig)
     smoke: bool = False  # a couple of batches of everything, for CI
     patience: Optional[int] = None  # stop early after this many validations without improvement
@@ -158,6 +160,10 @@ def check_trainer(trainer: DictConfig) -> None:
         suggestion = ' Did you mean "cuda"?' if device.lower() in ("gpu", "nvidia", "cuda0") else did_you_mean(device, DEVICES)
         raise DlxError(f'trainer.device="{device}" is not a device. Choose one of {format_choices(DEVICES)} '
                        f"or cuda:N.{suggestion}")
+    precision = trainer.get("precision", "32")
+    if precision not in PRECISIONS:
+        raise DlxError(f'trainer.precision="{precision}" must be one of {", ".join(PRECISIONS)}.'
+                       f"{did_you_mean(str(precision), PRECISIONS)}")
     if trainer.on_nonfinite not in ("error", "skip"):
         raise DlxError(f'trainer.on_nonfinite="{trainer.on_nonfinite}" must be error or skip.'
                        f"{did_you_mean(trainer.on_nonfinite, ['error', 'skip'])}")

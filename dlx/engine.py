@@ -4,6 +4,7 @@ Data sets are tensors in memory, batched by index: an epoch is a permutation dra
 so a run's sample order does not depend on anything else that consumed random numbers.
 """
 
+import contextlib
 import math
 import os
 import shutil
@@ -78,6 +79,11 @@ def monitored(trainer: DictConfig, task: Task) -> tuple[str, str]:
     return metric, mode
 
 
+def autocast(device: str, precision: str) -> torch.autocast:
+    """bf16-mixed: matrix products and convolutions in bfloat16, weights, losses and reductions in float32."""
+    return torch.autocast(device.split(":")[0], dtype=torch.bfloat16, enabled=precision == "bf16-mixed")
+
+
 def epoch_order(num_samples: int, epoch: int, seed: int, device: str) -> torch.Tensor:
     generator = torch.Generator().manual_seed(seed * 1_000_003 + epoch)
     return torch.randperm(num_samples, generator=generator).to(device)
@@ -111,6 +117,7 @@ def fit(
     skip_nonfinite = trainer.on_nonfinite == "skip"
     # Plain values for the per-step path: reading an OmegaConf node costs microseconds each time.
     batch_size, grad_clip, checkpoint_every = trainer.batch_size, trainer.grad_clip, trainer.checkpoint_every
+    mixed_precision = autocast(device, trainer.precision)
     # The values (losses...) and batch sizes of the steps since the last log, as the device tensors the task
     # returned: no tensor operation and no synchronisation per step, and a value that turns out not finite
     # names its step exactly.
@@ -161,7 +168,8 @@ def fit(
         order = epoch_order(len(x_train), state.epoch, trainer.seed, device)
         for batch in range(state.batch_in_epoch, schedule.steps_per_epoch):
             index = order[batch * batch_size : (batch + 1) * batch_size]
-            values = task.train_step(model, x_train[index], y_train[index], update)
+            with mixed_precision:
+                values = task.train_step(model, x_train[index], y_train[index], update)
             state.step += 1
             state.batch_in_epoch = batch + 1
             # Under on_nonfinite=skip (one synchronisation per step already), a skipped step is not logged.
@@ -188,7 +196,8 @@ def fit(
             if state.step % schedule.eval_every == 0 or finished:
                 eval_started = time.perf_counter()
                 check_finite({}, weights_too=True)
-                val = evaluate(model, task, *data.val, trainer.eval_batch_size, schedule.max_eval_batches)
+                val = evaluate(model, task, *data.val, trainer.eval_batch_size, schedule.max_eval_batches,
+                               mixed_precision)
                 log_row(metrics_log, progress, "val", state.step, epoch, val, time.perf_counter() - start)
                 value = val.get(metric.removeprefix("val/"), math.nan) if val else math.nan
                 improved = finite(value) and (state.best_value is None or
@@ -232,6 +241,7 @@ def evaluate(
     y: torch.Tensor,
     batch_size: int,
     max_batches: int | None = None,
+    mixed_precision: torch.autocast | None = None,
 ) -> dict[str, float]:
     """Mean of each metric over (x, y) (prepared by the task, on the device), in fixed batches, so the same
     weights always give the same numbers."""
@@ -243,7 +253,9 @@ def evaluate(
         if max_batches is not None and batch_index >= max_batches:
             break
         xb, yb = x[begin : begin + batch_size], y[begin : begin + batch_size]
-        for key, value in task.eval_batch(model, xb, yb, batch_index).items():
+        with mixed_precision or contextlib.nullcontext():
+            batch_sums = task.eval_batch(model, xb, yb, batch_index)
+        for key, value in batch_sums.items():
             value = value.float()  # counts stay exact up to 2**24 samples; float64 does not exist on MPS
             sums[key] = sums[key] + value if key in sums else value
         count += len(xb)

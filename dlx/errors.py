@@ -16,7 +16,9 @@ class DlxError(Exception):
 def did_you_mean(word: str, choices: Iterable[str]) -> str:
     """' Did you mean "x"?' for the closest choice, or '' when nothing is close."""
     scored = [(difflib.SequenceMatcher(None, word, choice).ratio(), choice) for choice in set(choices)]
-    # Ties are common between short names (fnn: ffn or rnn?); people seldom mistype the first letter.
+    # A prefix is what a hurried user types (bf16 for bf16-mixed). Ties are common between short names
+    # (fnn: ffn or rnn?); people seldom mistype the first letter.
+    scored = [(score + 0.3 * (len(word) >= 3 and choice.startswith(word)), choice) for score, choice in scored]
     scored = [(score + 0.01 * (choice[:1] == word[:1]), choice) for score, choice in scored if score >= 0.6]
     return f' Did you mean "{max(scored)[1]}"?' if scored else ""
 

@@ -24,7 +24,7 @@ from dlx.checkpoint import load_checkpoint
 from dlx.compose import explain_omegaconf_error
 from dlx.config import check_config, resolve_device
 from dlx.data import DataSplits
-from dlx.engine import Interrupted, Schedule, TrainState, copy_checkpoint, evaluate, fit, monitored
+from dlx.engine import Interrupted, Schedule, TrainState, autocast, copy_checkpoint, evaluate, fit, monitored
 from dlx.errors import DlxError
 from dlx.metrics import MetricsLog, json_safe
 from dlx.progress import TrainingProgress, logger, setup_logging, terminal_console
@@ -85,7 +85,7 @@ def train(cfg: DictConfig, run_dir: Path, choices: dict[str, str], overrides: li
             with TrainingProgress(schedule.total_steps, state.step, console) as progress, stop_on_signals() as stop:
                 state = fit(model, task, optimizers, schedulers, data, cfg.trainer, config, run_dir, device,
                             metrics_log, progress, state, stop)
-            test = test_best_checkpoint(run_dir, model, task, data, cfg, schedule, state, metrics_log)
+            test = test_best_checkpoint(run_dir, model, task, data, cfg, device, schedule, state, metrics_log)
         metric, mode = monitored(cfg.trainer, task)
         summary |= {
             "status": "completed",
@@ -157,7 +157,7 @@ def adopt_best_checkpoint(resumed_from: Path, checkpoints: Path) -> None:
 
 
 def test_best_checkpoint(run_dir: Path, model: torch.nn.Module, task: Task, data: DataSplits, cfg: DictConfig,
-                         schedule: Schedule, state: TrainState, log: MetricsLog) -> dict[str, float]:
+                         device: str, schedule: Schedule, state: TrainState, log: MetricsLog) -> dict[str, float]:
     """Test the weights read back from best.ckpt: exactly what `dlx eval` will evaluate later."""
     path = run_dir / "checkpoints" / "best.ckpt"
     if not path.exists():  # no validation ever gave a finite metric
@@ -165,7 +165,8 @@ def test_best_checkpoint(run_dir: Path, model: torch.nn.Module, task: Task, data
         path = path.with_name("last.ckpt")
     best = load_checkpoint(path)
     model.load_state_dict(best["model"])
-    test = evaluate(model, task, *data.test, cfg.trainer.eval_batch_size, schedule.max_eval_batches)
+    test = evaluate(model, task, *data.test, cfg.trainer.eval_batch_size, schedule.max_eval_batches,
+                    autocast(device, cfg.trainer.precision))
     log.write({"step": state.step, "split": "test", "checkpoint_step": best["state"]["step"], **test})
     logger.info("test  (best checkpoint, step %d)  %s", best["state"]["step"],
                 "  ".join(f"{key} {value:.4f}" for key, value in test.items()))
@@ -230,7 +231,8 @@ def evaluate_checkpoint(path: Path, overrides: list[str], split: str, allow: lis
     model.to(device)
     x, y = getattr(prepare(data, task.inputs, device), split)
     max_batches = Schedule.plan(cfg.trainer, len(data.train[0])).max_eval_batches
-    metrics = evaluate(model, task, x, y, cfg.trainer.eval_batch_size, max_batches)
+    metrics = evaluate(model, task, x, y, cfg.trainer.eval_batch_size, max_batches,
+                       autocast(device, cfg.trainer.get("precision", "32")))
     if not metrics:
         raise DlxError(f"The {split} split of this data set is empty (dataset.val_fraction=0?). Evaluate another split.")
     info = {"checkpoint": str(path), "split": split, "samples": min(len(x), max_batches * cfg.trainer.eval_batch_size)

@@ -40,6 +40,7 @@ COMPOSE_ERRORS = [
     (["trainer.device=gpu"], ['trainer.device="gpu" is not a device', 'Did you mean "cuda"?']),
     (["output_root=a_file/outputs"], ["Cannot create the run folder", "a_file is not a folder", "output_root"]),
     (["trainer.on_nonfinite=skipp"], ['Did you mean "skip"?']),
+    (["trainer.precision=bf16"], ['trainer.precision="bf16" must be one of 32, bf16-mixed', 'Did you mean "bf16-mixed"?']),
     (["dataset=[]"], ["No dataset is chosen", "dataset=NAME"]),
     (["+model.hiden_sizes=[3]"], ['"model.hiden_sizes"', 'Did you mean "hidden_sizes"?']),
     (["model.activation=relu2"], ["model.activation='relu2'", 'Did you mean "relu"?']),

@@ -80,6 +80,15 @@ def test_same_seed_gives_identical_metrics(workdir: Path) -> None:
     assert [r["loss"] for r in rows] != [r["loss"] for r in first]
 
 
+def test_bf16_mixed_precision_learns_and_eval_reproduces_it(workdir: Path) -> None:
+    dlx("train", "model=cnn", "trainer.precision=bf16-mixed", "trainer.max_epochs=3", cwd=workdir)
+    run = latest_run(workdir)
+    summary = summary_of(run)
+    assert summary["test"]["acc"] >= 0.9
+    evaluated = json.loads(dlx("eval", str(run / "checkpoints" / "best.ckpt"), "--json", cwd=workdir).stdout)
+    assert evaluated["metrics"] == summary["test"]  # evaluated under the same autocast as in training
+
+
 def test_regression_with_mse(workdir: Path) -> None:
     dlx("train", "dataset=diabetes", "loss=mse", "model.hidden_sizes=[32]", "trainer.max_epochs=30",
         "optimizer.lr=0.01", cwd=workdir)
