@@ -79,9 +79,12 @@ def monitored(trainer: DictConfig, task: Task) -> tuple[str, str]:
     return metric, mode
 
 
-def autocast(device: str, precision: str) -> torch.autocast:
-    """bf16-mixed: matrix products and convolutions in bfloat16, weights, losses and reductions in float32."""
-    return torch.autocast(device.split(":")[0], dtype=torch.bfloat16, enabled=precision == "bf16-mixed")
+def autocast(device: str, precision: str) -> contextlib.AbstractContextManager:
+    """bf16-mixed: matrix products and convolutions in bfloat16, weights, losses and reductions in float32.
+    At 32 bits, a context that does nothing (entering a disabled torch.autocast still costs each step)."""
+    if precision != "bf16-mixed":
+        return contextlib.nullcontext()
+    return torch.autocast(device.split(":")[0], dtype=torch.bfloat16)
 
 
 def epoch_order(num_samples: int, epoch: int, seed: int, device: str) -> torch.Tensor:
@@ -241,7 +244,7 @@ def evaluate(
     y: torch.Tensor,
     batch_size: int,
     max_batches: int | None = None,
-    mixed_precision: torch.autocast | None = None,
+    mixed_precision: contextlib.AbstractContextManager | None = None,
 ) -> dict[str, float]:
     """Mean of each metric over (x, y) (prepared by the task, on the device), in fixed batches, so the same
     weights always give the same numbers."""
