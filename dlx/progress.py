@@ -76,12 +76,12 @@ class TrainingProgress:
     def __init__(self, total_steps: int, first_step: int, console: Console | None) -> None:
         self.bar: Progress | None = None
         if console is not None:
-            from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn,
-                                       TimeRemainingColumn)
+            from rich import progress as bar
 
-            self.bar = Progress(
-                TextColumn("[bold]train"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.description}"),
-                TimeElapsedColumn(), TimeRemainingColumn(), console=console, transient=False,
+            self.bar = bar.Progress(
+                bar.TextColumn("[bold]train"), bar.BarColumn(), bar.MofNCompleteColumn(),
+                bar.TextColumn("{task.description}"), bar.TimeElapsedColumn(), bar.TimeRemainingColumn(),
+                console=console, transient=False,
             )
             self.task = self.bar.add_task("", total=total_steps, completed=first_step)
 
@@ -101,7 +101,7 @@ class TrainingProgress:
     def log(self, row: dict[str, Any]) -> None:
         """A metrics row: training rows update the bar in a terminal; every row goes to the log."""
         if self.bar is not None and row["split"] == "train":
-            shown = [f"{k} {v:.4g}" for k, v in row.items() if k in ("loss", "acc", "g_loss", "d_acc", "mae")]
+            shown = [f"{k} {v:.4g}" for k, v in row.items() if k in ("loss", "g_loss", "d_acc")]
             self.bar.update(self.task, description="  ".join(shown + [f"{row['samples_per_sec']:,.0f} samples/s"]))
             logger.info(format_row(row), extra={"console": False})
         else:
