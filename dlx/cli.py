@@ -24,7 +24,7 @@ app = typer.Typer(
 )
 
 
-def print_error(err: BaseException, label: str = "error") -> None:
+def print_error(err: BaseException | str, label: str = "error") -> None:
     from rich.console import Console
     from rich.markup import escape
 
@@ -44,12 +44,24 @@ def run_train(args: list[str]) -> int:
     """`dlx train ARGS`: hand the arguments to Hydra's own runner; the exit status."""
     from dlx.compose import parse_hydra_args, preflight
     from dlx.config import config_dir, register_schema_and_resolvers
+    from dlx.sweep import quote_override_value, start_sweep
 
-    args = resume_in_place(args)
+    dry_run = "--dry-run" in args
+    args = resume_in_place([a for a in args if a != "--dry-run"])
+    printing_config = parse_hydra_args(args).cfg is not None
     try:
         # Compose and check every job's config before Hydra starts, so mistakes get dlx's explanation.
         # With --cfg nothing is trained, so the constructor checks (which import torch) are skipped.
-        preflight(args, check_values=parse_hydra_args(args).cfg is None)
+        plan = preflight(args, check_values=not printing_config, keep_going=dry_run)
+        if dry_run:
+            return print_plan(plan)
+        sweeping = plan is not None and plan.multirun and not printing_config
+        if sweeping:
+            if not any(a.startswith("hydra.sweep.dir=") for a in args):
+                # Fixed here, once: a requeued or continued job must find the same folder, not a new ${now:}.
+                args = [*args, f"hydra.sweep.dir={quote_override_value(plan.folder)}"]
+            start_sweep(plan, args)
+            warn_about_invalid_jobs(plan)
     except DlxError as err:
         if os.environ.get("HYDRA_FULL_ERROR") == "1":
             raise
@@ -59,12 +71,76 @@ def run_train(args: list[str]) -> int:
     import hydra
 
     register_schema_and_resolvers()
-    failures: list[str] = []
     sys.argv = ["dlx train", *args]  # @hydra.main reads its flags and overrides from sys.argv
-    hydra.main(config_path=str(config_dir()), config_name="train", version_base="1.3")(train_job(failures))()
-    if failures:
-        print_error(DlxError(f"{len(failures)} job(s) failed: {', '.join(failures)}. Each failed run folder's "
-                             "summary.json holds its error."))
+    run = hydra.main(config_path=str(config_dir()), config_name="train", version_base="1.3")(train_job)
+    if not sweeping:
+        run()
+        return 0
+    try:
+        run()
+    except SystemExit as stop:  # Ctrl-C, or a job that failed outside dlx's own errors
+        report_sweep(plan.folder, args)
+        print_error(DlxError(f"Sweep stopped. Continue it with: {continue_command(args, plan.folder)}"), "stopped")
+        return stop.code if isinstance(stop.code, int) else 1
+    return report_sweep(plan.folder, args)
+
+
+def warn_about_invalid_jobs(plan: Any) -> None:
+    """A sweep runs even if some of its jobs have a bad value (they fail alone); say so before it starts."""
+    from dlx.runs import Run, differing_overrides, split_override
+
+    keys = differing_overrides([Run(name="", status="", overrides=job) for job in plan.jobs])
+    for number, error in enumerate(plan.errors):
+        if error is not None:
+            differs = [o for o in plan.jobs[number] if split_override(o)[0] in keys]
+            print_error(f"job {number} ({' '.join(differs)}) will fail: {error}", "warning")
+
+
+def report_sweep(folder: str, args: list[str]) -> int:
+    """The sweep's table, saved beside its jobs; the exit status: non-zero if a job failed."""
+    from dlx.sweep import finish_sweep
+
+    runs = finish_sweep(Path(folder))
+    failed = [run.name for run in runs if run.status == "failed"]
+    if failed:
+        print_error(DlxError(f"{len(failed)} of {len(runs)} job(s) failed (job {', '.join(failed)}); the table shows "
+                             f"each error, and each job's train.log the whole story. Continue the sweep (finished jobs are skipped) with: "
+                             f"{continue_command(args, folder)}"))
+        return DlxError.exit_code
+    return 0
+
+
+def continue_command(args: list[str], folder: str) -> str:
+    from dlx.sweep import continue_command as command
+
+    return command(args, folder)
+
+
+def print_plan(plan: Any) -> int:
+    """`--dry-run`: every job the command would run, each config checked; nothing is trained or written."""
+    from rich.markup import escape
+    from rich.table import Table
+
+    from dlx.runs import Run, differing_overrides, wide_console
+
+    console = wide_console()
+    if plan is None:
+        return 0
+    if plan.searched:
+        console.print(f"A search sweep ({plan.sweeper.rpartition('.')[2]}) picks its trials as it goes; the config "
+                      f"they start from is {'valid' if plan.errors[0] is None else 'invalid'}.")
+    keys = differing_overrides([Run(name=str(i), status="", overrides=job) for i, job in enumerate(plan.jobs)])
+    table = Table(title=f"{len(plan.jobs)} job(s) in {plan.folder} (dry run: nothing created)", title_justify="left")
+    for column in ["job", *keys, "config"]:
+        table.add_column(column, overflow="fold")
+    for number, (overrides, error) in enumerate(zip(plan.jobs, plan.errors)):
+        values = dict(o.partition("=")[::2] for o in overrides)
+        table.add_row(str(number), *(escape(values.get(key, "")) for key in keys),
+                      "[green]valid[/]" if error is None else f"[red]{escape(error)}[/]")
+    console.print(table)
+    invalid = sum(error is not None for error in plan.errors)
+    if invalid:
+        print_error(DlxError(f"{invalid} of {len(plan.jobs)} job config(s) are invalid (see the table)."))
         return DlxError.exit_code
     return 0
 
@@ -72,44 +148,90 @@ def run_train(args: list[str]) -> int:
 def resume_in_place(args: list[str]) -> list[str]:
     """`trainer.resume=RUN/checkpoints/X.ckpt` continues in RUN: the run folder is that of the checkpoint,
     unless the command names one (hydra.run.dir=...)."""
+    from dlx.sweep import quote_override_value
+
     resume = [a.partition("=")[2] for a in args if a.startswith("trainer.resume=")]
     if not resume or resume[-1] in ("auto", "null", "") or any(a.startswith("hydra.run.dir=") for a in args):
         return args
     checkpoint = Path(resume[-1]).expanduser()
     if checkpoint.parent.name != "checkpoints":
         return args
-    return [*args, f"hydra.run.dir='{checkpoint.resolve().parent.parent}'"]
+    return [*args, f"hydra.run.dir={quote_override_value(str(checkpoint.resolve().parent.parent))}"]
 
 
-def train_job(failures: list[str]) -> Any:
-    """The function Hydra runs for each job, with the composed config and the job's run folder."""
+def train_job(cfg: Any) -> Optional[float]:
+    """The function Hydra runs for each job, with the composed config and the job's run folder. Returns the
+    monitored metric's best value: what a search sweeper (Optuna) optimises; NaN marks a failed trial."""
+    import signal
 
-    def job(cfg: Any) -> Optional[float]:
-        from hydra.core.hydra_config import HydraConfig
-        from hydra.types import RunMode
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
 
-        from dlx.engine import Interrupted
-        from dlx.run import train as train_run
+    from dlx.engine import Interrupted
+    from dlx.run import train as train_run
+    from dlx.sweep import earlier_attempt, share_machine
 
-        hydra_cfg = HydraConfig.get()
-        run_dir = Path(hydra_cfg.runtime.output_dir)
-        choices = {group: option for group, option in hydra_cfg.runtime.choices.items()
-                   if not group.startswith("hydra/") and group != "train_schema"}
-        config_dirs = [source.path.removeprefix("file://") for source in hydra_cfg.runtime.config_sources
-                       if source.provider == "command-line"]
-        try:
-            summary = train_run(cfg, run_dir, choices, list(hydra_cfg.overrides.task), config_dirs)
-        except DlxError as err:
-            if os.environ.get("HYDRA_FULL_ERROR") == "1":
-                raise
-            print_error(err, "stopped" if isinstance(err, Interrupted) else "error")
-            if hydra_cfg.mode == RunMode.RUN or isinstance(err, Interrupted):  # Ctrl-C stops a whole sweep too
-                raise SystemExit(err.exit_code)
-            failures.append(str(run_dir))  # in a sweep, one failed job does not stop the others
-            return math.nan  # what a sweeper (Optuna) takes as a failed trial
-        return summary["best"]["value"]  # what a Hydra sweeper (e.g. Optuna) optimises
+    hydra_cfg = HydraConfig.get()
+    run_dir = Path(hydra_cfg.runtime.output_dir)
+    overrides = list(hydra_cfg.overrides.task)
+    sweeping = hydra_cfg.mode == RunMode.MULTIRUN
+    choices = {group: option for group, option in hydra_cfg.runtime.choices.items()
+               if not group.startswith("hydra/") and group != "train_schema"}
+    config_dirs = [source.path.removeprefix("file://") for source in hydra_cfg.runtime.config_sources
+                   if source.provider == "command-line"]
+    try:
+        if sweeping:
+            previous = earlier_attempt(run_dir, overrides)
+            if previous is not None and previous["status"] == "completed":
+                print(f"Job {hydra_cfg.job.num} ({' '.join(overrides) or 'defaults'}) already completed in "
+                      f"{run_dir}: skipped", flush=True)
+                return (previous.get("best") or {}).get("value", math.nan)
+            if previous is not None and not cfg.trainer.resume:
+                cfg.trainer.resume = "auto"  # an interrupted attempt: continue from its last checkpoint
+        with share_machine(cfg, hydra_cfg):
+            summary = train_run(cfg, run_dir, choices, overrides, config_dirs)
+        check_search_direction(hydra_cfg, summary)
+    except DlxError as err:
+        if os.environ.get("HYDRA_FULL_ERROR") == "1":
+            raise
+        print_error(err, "stopped" if isinstance(err, Interrupted) else "error")
+        if isinstance(err, Interrupted) and err.exit_code == 128 + signal.SIGUSR2:
+            hand_back_preemption_signal()
+        if not sweeping or isinstance(err, Interrupted):  # Ctrl-C stops a whole sweep too
+            raise SystemExit(err.exit_code)
+        return math.nan  # in a sweep, one failed job does not stop the others
+    except Exception as err:  # a bug or an out-of-memory error: in a sweep, the other jobs still run
+        if not sweeping:
+            raise
+        import traceback
 
-    return job
+        traceback.print_exc()
+        print_error(DlxError(f"Job {hydra_cfg.job.num} failed: {type(err).__name__}: {err}"))
+        return math.nan
+    return summary["best"]["value"]
+
+
+def hand_back_preemption_signal() -> None:
+    """SIGUSR2 is how SLURM (--signal) and submitit announce preemption or the time limit. dlx stopped and
+    saved last.ckpt first; now the handler that was there before (submitit's: requeue this job) runs."""
+    import signal
+
+    handler = signal.getsignal(signal.SIGUSR2)
+    if callable(handler):
+        handler(signal.SIGUSR2, None)
+
+
+def check_search_direction(hydra_cfg: Any, summary: dict[str, Any]) -> None:
+    """An Optuna sweep that maximises a metric the run minimises would search for the worst model."""
+    direction = hydra_cfg.sweeper.get("direction")
+    mode = (summary.get("monitor") or {}).get("mode")
+    expected = {"max": "maximize", "min": "minimize"}.get(mode)
+    if isinstance(direction, str) and expected and direction != expected:
+        print_error(DlxError(f"hydra.sweeper.direction={direction}, but this run's monitored metric "
+                             f"{summary['monitor']['metric']} is best at its {mode}imum: the search would look for "
+                             f"the worst model. Pass hydra.sweeper.direction={expected}, or monitor another metric "
+                             "(trainer.monitor.metric=..., trainer.monitor.mode=...)."))
+        raise SystemExit(DlxError.exit_code)
 
 
 @app.command("eval")
@@ -157,6 +279,40 @@ def eval_command(
     for key, value in metrics.items():
         table.add_row(key, f"{value:.4f}")
     console.print(table)
+
+
+@app.command("runs")
+def runs_command(
+    folder: Path = typer.Argument(Path("outputs"), help="A folder of runs and sweeps, searched recursively."),
+    model: Optional[str] = typer.Option(None, help="Only runs of this model (e.g. cnn)."),
+    dataset: Optional[str] = typer.Option(None, help="Only runs on this data set (e.g. digits)."),
+    status: Optional[str] = typer.Option(None, help="Only runs with this status: completed, failed, interrupted "
+                                         "or running."),
+    best: Optional[int] = typer.Option(None, "--best", min=1, help="Only the N best completed runs."),
+    json_output: bool = typer.Option(False, "--json", help="Print the rows as JSON instead of a table."),
+) -> None:
+    """Table of the runs under FOLDER (default outputs/), best first: overrides, metrics, time, status."""
+    from dlx.metrics import json_safe
+    from dlx.runs import best_first, find_runs, print_table, table_rows
+
+    if not folder.is_dir():
+        print_error(DlxError(f"{folder} is not a folder. dlx train writes runs under outputs/ in the folder it "
+                             "runs in (or output_root=...): run `dlx runs` there, or name the folder."))
+        raise typer.Exit(DlxError.exit_code)
+    runs = [run for run in find_runs(folder)
+            if (model is None or run.choices.get("model") == model)
+            and (dataset is None or run.choices.get("dataset") == dataset)
+            and (status is None or run.status == status)]
+    runs = best_first(runs)
+    if best is not None:
+        runs = [run for run in runs if run.has_score][:best]
+    if json_output:
+        columns, rows = table_rows(runs, ("model", "dataset"))
+        print(json.dumps(json_safe(rows), indent=2))
+    elif not runs:
+        print(f"No runs under {folder}" + (" match these filters." if model or dataset or status else "."))
+    else:
+        print_table(runs, f"{len(runs)} run(s) under {folder}, best first", ("model", "dataset"))
 
 
 def main() -> None:

@@ -5,19 +5,16 @@ This uses Hydra's own search path, parser and composition; only the error messag
 """
 
 import argparse
-import itertools
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass, field
 from typing import Any
 
 from omegaconf import DictConfig
 
 from dlx.config import check_config, config_dir, register_schema_and_resolvers
 from dlx.errors import HELP_HINT, DlxError, did_you_mean, explain_omegaconf_error, format_choices
-
-MAX_JOBS_CHECKED = 64
-
 
 def parse_hydra_args(args: list[str]) -> argparse.Namespace:
     """Hydra's own command-line parser: the same flags and overrides `@hydra.main` accepts."""
@@ -49,48 +46,118 @@ def hydra_session(extra_config_dir: str | None) -> Iterator[Any]:
         GlobalHydra.instance().clear()
 
 
-def job_overrides(overrides: list[str], multirun: bool) -> list[list[str]]:
-    """The overrides of each job a run or sweep will launch (at most MAX_JOBS_CHECKED of them).
+# Config options that Hydra plugins provide, and the plugin that does (all in the "sweep" extra).
+PLUGINS = {
+    ("hydra/sweeper", "optuna"): "hydra-optuna-sweeper",
+    ("hydra/launcher", "joblib"): "hydra-joblib-launcher",
+    ("hydra/launcher", "submitit_local"): "hydra-submitit-launcher",
+    ("hydra/launcher", "submitit_slurm"): "hydra-submitit-launcher",
+}
 
-    Sweeps that only Hydra's runner or a search plugin expands (glob(), interval(), tag(...) for Optuna) are
-    left out here; they are validated when they are expanded.
-    """
+
+@dataclass
+class Plan:
+    """What `dlx train ARGS` will run, composed and checked before anything starts."""
+
+    multirun: bool
+    folder: str  # the run folder, or for a sweep the sweep folder (resolved: ${now:} fixed once)
+    sweeper: str  # the sweeper's _target_
+    jobs: list[list[str]] = field(default_factory=list)  # each job's overrides, in Hydra's order (= its job number)
+    configs: list[DictConfig] = field(default_factory=list)  # each job's composed config
+    errors: list[str | None] = field(default_factory=list)  # each job's problem, when asked to keep going
+
+    @property
+    def searched(self) -> bool:
+        """A search sweeper (Optuna) decides its jobs while it runs: they cannot be listed in advance."""
+        return self.multirun and not self.sweeper.endswith("BasicSweeper")
+
+
+def sweep_jobs(hydra: Any, master: DictConfig, overrides: list[str]) -> list[list[str]]:
+    """The overrides of each job of a basic sweep, expanded by Hydra's own BasicSweeper (glob() included),
+    so their order is the job numbering Hydra will use."""
+    from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
     from hydra.core.override_parser.overrides_parser import OverridesParser
-    from hydra.core.override_parser.types import ValueType
 
-    parser = OverridesParser.create()
+    params = [f"{key}={value}" for key, value in (master.hydra.sweeper.get("params") or {}).items()]
+    parser = OverridesParser.create(config_loader=hydra.config_loader)
     try:
-        parsed = parser.parse_overrides(overrides)
-    except Exception as err:  # OverrideParseException
-        raise DlxError(f"{err}. Overrides look like key=value, group=option, +new_key=value or ~key; quote values "
-                       f"with spaces or special characters. {HELP_HINT}") from err
-    if not multirun:
-        return [overrides]
-    choices: list[list[str]] = []
-    for override in parsed:
-        key = override.get_key_element()
-        if not override.is_sweep_override():
-            choices.append([f"{key}={override.get_value_element_as_str()}"])
-        elif override.value_type in (ValueType.CHOICE_SWEEP, ValueType.RANGE_SWEEP):
-            choices.append([f"{key}={value}" for value in override.sweep_string_iterator()])
-        # glob() needs the config repository to expand; interval() and tag() belong to search plugins
-    return [list(job) for job in itertools.islice(itertools.product(*choices), MAX_JOBS_CHECKED)]
+        parsed = [o for o in parser.parse_overrides([*params, *overrides]) if not o.is_hydra_override()]
+        return [job for batch in BasicSweeper.split_arguments(parsed, None) for job in batch]
+    except Exception as err:  # OverrideParseException, HydraException (an interval() without a search sweeper)
+        raise DlxError(f"{err}. Sweep over values with a comma list (optimizer.lr=0.1,0.01), range(1,4) or "
+                       f"glob(c*); interval() and tag() need a search sweeper (hparams_search=...). {HELP_HINT}") from err
 
 
-def preflight(args: list[str], check_values: bool) -> None:
-    """Compose the config of every job `dlx train ARGS` will run and check it; raise DlxError if one fails."""
+def preflight(args: list[str], check_values: bool, keep_going: bool = False) -> Plan | None:
+    """Compose the config of every job `dlx train ARGS` will run and check it; raise DlxError if one fails
+    (with keep_going, record each job's problem in the plan instead). None when nothing will be trained."""
     from hydra.types import RunMode
 
     parsed = parse_hydra_args(args)
+    if parsed.run + parsed.multirun + (parsed.cfg is not None) + parsed.shell_completion + (parsed.info is not None) > 1:
+        raise DlxError("-m/--multirun, -r/--run, --cfg, --info and --shell-completion do not go together: give one. "
+                       "--cfg prints the config of one job (drop -m, keep one value per key); --dry-run lists every "
+                       "job of a sweep and checks its config.")
     if parsed.help or parsed.hydra_help or parsed.shell_completion or parsed.info:
-        return
+        return None
     config_name = parsed.config_name or "train"
+    check_overrides_parse(parsed.overrides)
     with hydra_session(parsed.config_dir) as hydra:
-        for overrides in job_overrides(parsed.overrides, parsed.multirun):
-            cfg = compose_or_explain(hydra, config_name, overrides, RunMode.RUN)
-            if check_values:
-                check_config(cfg)
-                check_writable(cfg.hydra.sweep.dir if parsed.multirun else cfg.hydra.run.dir)
+        master = compose_or_explain(hydra, config_name, parsed.overrides,
+                                    RunMode.MULTIRUN if parsed.multirun else RunMode.RUN)
+        multirun = parsed.multirun or master.hydra.mode == RunMode.MULTIRUN
+        plan = Plan(multirun, str(master.hydra.sweep.dir if multirun else master.hydra.run.dir),
+                    master.hydra.sweeper._target_)
+        if not multirun:
+            plan.jobs = [parsed.overrides]  # hydra.* overrides included: the same job either way
+        elif not plan.searched:
+            plan.jobs = sweep_jobs(hydra, master, parsed.overrides)
+        else:  # the search space is the sweeper's: check the config its trials start from
+            plan.jobs = [[o for o in parsed.overrides if not is_sweep(o)]]
+        for overrides in plan.jobs:
+            try:
+                cfg = compose_or_explain(hydra, config_name, overrides, RunMode.RUN)
+            except DlxError as err:  # Hydra itself would refuse to start such a sweep
+                if not keep_going:
+                    raise
+                plan.configs.append(None)
+                plan.errors.append(str(err))
+                continue
+            plan.configs.append(cfg)
+            plan.errors.append(check_values_of(cfg, raise_it=not (keep_going or multirun)) if check_values else None)
+        if any(plan.errors) and all(plan.errors) and not keep_going:  # a sweep of jobs that would all fail
+            raise DlxError(plan.errors[0])
+        if check_values:
+            check_writable(plan.folder)
+    return plan
+
+
+def check_values_of(cfg: DictConfig, raise_it: bool) -> str | None:
+    """The config's problem, or None. In a sweep, a job with a bad value fails on its own and the others
+    run; the caller warns about it first."""
+    try:
+        check_config(cfg)
+    except DlxError as err:
+        if raise_it:
+            raise
+        return str(err)
+    return None
+
+
+def is_sweep(override: str) -> bool:
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    return OverridesParser.create().parse_override(override).is_sweep_override()
+
+
+def check_overrides_parse(overrides: list[str]) -> None:
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    try:
+        OverridesParser.create().parse_overrides(overrides)
+    except Exception as err:  # OverrideParseException
+        raise DlxError(f"{err}. Overrides look like key=value, group=option, +new_key=value or ~key; quote values "
+                       f"with spaces or special characters. {HELP_HINT}") from err
 
 
 def check_writable(folder: str) -> None:
@@ -119,6 +186,10 @@ def explain_composition_error(err: Exception) -> str:
     if isinstance(err, MissingConfigException) and err.missing_cfg_file and "/" in err.missing_cfg_file:
         group, _, option = err.missing_cfg_file.rpartition("/")
         options = list(err.options or [])
+        plugin = PLUGINS.get((group, option))
+        if plugin:
+            return (f"{group}={option} comes from {plugin}, which is not installed. Install dlx's sweep extras: "
+                    f'pip install "dlx[sweep]" (or pip install {plugin}).')
         return (f'There is no {group} option "{option}".{did_you_mean(option, options)} '
                 f"Choose one of: {format_choices(options)} (or add {group}/{option}.yaml to your --config-dir). "
                 f"{HELP_HINT}")

@@ -3,6 +3,7 @@ every row it logged. Keys: step, epoch, split (train/val/test), then the split's
 
 import json
 import math
+import os
 from pathlib import Path
 from typing import Any
 
@@ -50,3 +51,14 @@ def read_metrics(path: Path) -> list[dict[str, Any]]:
 
 def finite(value: float) -> bool:
     return isinstance(value, (int, float)) and math.isfinite(value)
+
+
+def write_json_atomically(path: Path, value: Any) -> None:
+    write_text_atomically(path, json.dumps(json_safe(value), indent=2) + "\n")
+
+
+def write_text_atomically(path: Path, text: str) -> None:
+    """Readers see the old file or the new one, never half of it: written beside it, then renamed over it."""
+    temporary = path.with_name(f".{path.name}.tmp")
+    temporary.write_text(text, encoding="utf-8")
+    os.replace(temporary, path)

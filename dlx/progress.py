@@ -43,6 +43,9 @@ def setup_logging(log_file: Path | None, console: Console | None) -> None:
         logger.removeHandler(old)
     logger.setLevel(logging.INFO)
     logger.propagate = False
+    # Hydra sets up logging at the start of every job (logging.config.dictConfig), which disables every
+    # logger that exists by then: from the second job of a sweep on, dlx's would be silent.
+    logger.disabled = False
     if console is not None:
         from rich.logging import RichHandler
 

@@ -1,6 +1,5 @@
 """What `dlx train` and `dlx eval` do, from a config to files in a run folder and numbers on the screen."""
 
-import json
 import os
 import platform
 import random
@@ -26,7 +25,7 @@ from dlx.config import check_config, resolve_device
 from dlx.data import DataSplits
 from dlx.engine import Interrupted, Schedule, TrainState, autocast, copy_checkpoint, evaluate, fit, monitored
 from dlx.errors import DlxError
-from dlx.metrics import MetricsLog, json_safe
+from dlx.metrics import MetricsLog, write_json_atomically
 from dlx.progress import TrainingProgress, logger, setup_logging, terminal_console
 from dlx.resume import find_checkpoint, restore, truncate_metrics
 from dlx.tasks import Task, prepare
@@ -55,7 +54,8 @@ def train(cfg: DictConfig, run_dir: Path, choices: dict[str, str], overrides: li
     setup_logging(run_dir / "train.log", console)
     logger.info(f"Run folder: {run_dir}")
     summary: dict[str, Any] = {"status": "running", "run_dir": str(run_dir), "choices": choices,
-                               "overrides": overrides}
+                               "overrides": overrides, "pid": os.getpid(), "host": platform.node()}
+    write_json_atomically(run_dir / "summary.json", summary)  # "running": what `dlx runs` shows meanwhile
     try:
         check_config(cfg)
         device = start_run(cfg.trainer)
@@ -80,6 +80,8 @@ def train(cfg: DictConfig, run_dir: Path, choices: dict[str, str], overrides: li
             state = restore(*found, config, cfg.trainer.resume_allow_changes, model, optimizers, schedulers, device)
             truncate_metrics(run_dir / "metrics.jsonl", state.step)
             adopt_best_checkpoint(found[0], run_dir / "checkpoints")
+        elif cfg.trainer.resume == "auto":  # nothing saved yet: the rows of the lost attempt are logged again
+            truncate_metrics(run_dir / "metrics.jsonl", 0)
 
         with MetricsLog(run_dir / "metrics.jsonl") as metrics_log:
             with TrainingProgress(schedule.total_steps, state.step, console) as progress, stop_on_signals() as stop:
@@ -124,8 +126,13 @@ def train(cfg: DictConfig, run_dir: Path, choices: dict[str, str], overrides: li
 
 @contextmanager
 def stop_on_signals() -> Iterator[Callable[[], int]]:
-    """While training, SIGINT and SIGTERM ask the engine to stop after the current step (it then saves
-    last.ckpt); a second signal stops at once. Yields a function returning the signal received, or 0."""
+    """While training, SIGINT, SIGTERM and SIGUSR2 ask the engine to stop after the current step (it then
+    saves last.ckpt); a second signal stops at once. Yields a function returning the signal received, or 0.
+
+    SIGUSR2 is the warning SLURM (--signal) and submitit send before preemption or the time limit. Under
+    submitit, SIGTERM stays with submitit's handler: SLURM sends it on preemption too, and submitit ignores it
+    so as to save and requeue on SIGUSR2 instead (the job wrapper hands SIGUSR2 back once last.ckpt is saved).
+    """
     received: list[int] = []
     if threading.current_thread() is not threading.main_thread():  # handlers can only be set there
         yield lambda: 0
@@ -139,7 +146,10 @@ def stop_on_signals() -> Iterator[Callable[[], int]]:
         logger.warning(f"{signal.Signals(signal_number).name} received: stopping after this step "
                        "(send it again to stop at once)")
 
-    previous = {number: signal.signal(number, handler) for number in (signal.SIGINT, signal.SIGTERM)}
+    numbers = [signal.SIGINT, signal.SIGUSR2]
+    if not callable(signal.getsignal(signal.SIGTERM)):  # the default, not a job scheduler's own handler
+        numbers.append(signal.SIGTERM)
+    previous = {number: signal.signal(number, handler) for number in numbers}
     try:
         yield lambda: received[0] if received else 0
     finally:
@@ -185,12 +195,6 @@ def point_latest_at(output_root: Path, run_dir: Path) -> None:
         os.replace(temporary, link)
     except OSError:  # file systems without symlinks: the run folder is printed anyway
         temporary.unlink(missing_ok=True)
-
-
-def write_json_atomically(path: Path, value: Any) -> None:
-    temporary = path.with_name(f".{path.name}.tmp")
-    temporary.write_text(json.dumps(json_safe(value), indent=2) + "\n", encoding="utf-8")
-    os.replace(temporary, path)
 
 
 def evaluate_checkpoint(path: Path, overrides: list[str], split: str, allow: list[str],
