@@ -141,3 +141,8 @@ def complete(group: str, node: DictConfig, make: Any, argument: Any) -> Any:
         raise DlxError(f"The {group} config was rejected by {node._target_}: {err}. "
                        f"Fix the {group}.* values (see `dlx train --cfg job`).") from err
 
+
+
+def build_loggers(cfg: DictConfig) -> list[Any]:
+    """The loggers logger=... chose (dlx.loggers), in the order of the config."""
+    return [call(f"logger.{name}", node) for name, node in (cfg.get("logger") or {}).items()]

@@ -8,6 +8,8 @@ import json
 import math
 import os
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Optional
 
@@ -44,10 +46,12 @@ def run_train(args: list[str]) -> int:
     """`dlx train ARGS`: hand the arguments to Hydra's own runner; the exit status."""
     from dlx.compose import parse_hydra_args, preflight
     from dlx.config import config_dir, register_schema_and_resolvers
+    from dlx.distributed import agree_on_run_dir
     from dlx.sweep import quote_override_value, start_sweep
 
     dry_run = "--dry-run" in args
     args = resume_in_place([a for a in args if a != "--dry-run"])
+    args = agree_on_run_dir(args)  # under torchrun: every rank trains in the run folder rank 0 composes
     printing_config = parse_hydra_args(args).cfg is not None
     try:
         # Compose and check every job's config before Hydra starts, so mistakes get dlx's explanation.
@@ -55,7 +59,8 @@ def run_train(args: list[str]) -> int:
         plan = preflight(args, check_values=not printing_config, keep_going=dry_run)
         if dry_run:
             return print_plan(plan)
-        sweeping = plan is not None and plan.multirun and not printing_config
+        # Under torchrun every rank runs this command; rank 0 alone keeps the sweep's records and table.
+        sweeping = plan is not None and plan.multirun and not printing_config and is_main_process()
         if sweeping:
             if not any(a.startswith("hydra.sweep.dir=") for a in args):
                 # Fixed here, once: a requeued or continued job must find the same folder, not a new ${now:}.
@@ -96,6 +101,11 @@ def warn_about_invalid_jobs(plan: Any) -> None:
             print_error(f"job {number} ({' '.join(differs)}) will fail: {error}", "warning")
 
 
+def is_main_process() -> bool:
+    """False in the ranks other than 0 of a torchrun or submitit job: they train, rank 0 speaks."""
+    return os.environ.get("RANK", "0") == "0"
+
+
 def report_sweep(folder: str, args: list[str]) -> int:
     """The sweep's table, saved beside its jobs; the exit status: non-zero if a job failed."""
     from dlx.sweep import finish_sweep
@@ -127,8 +137,10 @@ def print_plan(plan: Any) -> int:
     if plan is None:
         return 0
     if plan.searched:
-        console.print(f"A search sweep ({plan.sweeper.rpartition('.')[2]}) picks its trials as it goes; the config "
-                      f"they start from is {'valid' if plan.errors[0] is None else 'invalid'}.")
+        console.print(f"{plan.sweeper.rpartition('.')[2]} picks its {plan.trials or ''} trials as it goes, over:")
+        for key, space in plan.search_space.items():
+            console.print(f"  {escape(key)}: {escape(space)}")
+        console.print(f"The config the trials start from is {'valid' if plan.errors[0] is None else 'invalid'}:")
     keys = differing_overrides([Run(name=str(i), status="", overrides=job) for i, job in enumerate(plan.jobs)])
     table = Table(title=f"{len(plan.jobs)} job(s) in {plan.folder} (dry run: nothing created)", title_justify="left")
     for column in ["job", *keys, "config"]:
@@ -167,16 +179,18 @@ def train_job(cfg: Any) -> Optional[float]:
     from hydra.core.hydra_config import HydraConfig
     from hydra.types import RunMode
 
+    from dlx.distributed import export_submitit_environment
     from dlx.engine import Interrupted
     from dlx.run import train as train_run
     from dlx.sweep import earlier_attempt, share_machine
 
+    export_submitit_environment()  # a SLURM job of several tasks: each task is one rank of the run
     hydra_cfg = HydraConfig.get()
     run_dir = Path(hydra_cfg.runtime.output_dir)
     overrides = list(hydra_cfg.overrides.task)
     sweeping = hydra_cfg.mode == RunMode.MULTIRUN
     choices = {group: option for group, option in hydra_cfg.runtime.choices.items()
-               if not group.startswith("hydra/") and group != "train_schema"}
+               if not group.startswith("hydra/") and group != "train_schema" and option is not None}
     config_dirs = [source.path.removeprefix("file://") for source in hydra_cfg.runtime.config_sources
                    if source.provider == "command-line"]
     try:
@@ -194,7 +208,8 @@ def train_job(cfg: Any) -> Optional[float]:
     except DlxError as err:
         if os.environ.get("HYDRA_FULL_ERROR") == "1":
             raise
-        print_error(err, "stopped" if isinstance(err, Interrupted) else "error")
+        if is_main_process():
+            print_error(err, "stopped" if isinstance(err, Interrupted) else "error")
         if isinstance(err, Interrupted) and err.exit_code == 128 + signal.SIGUSR2:
             hand_back_preemption_signal()
         if not sweeping or isinstance(err, Interrupted):  # Ctrl-C stops a whole sweep too
@@ -248,8 +263,16 @@ def eval_command(
     config_dirs: list[Path] = typer.Option(
         [], "--config-dir", "-cd", help="Your config folder: the _target_s its YAML files name are trusted."
     ),
+    out_dir: Optional[Path] = typer.Option(
+        None, "--out-dir", help="Classifiers: where the confusion matrix PNG (and --worst grid) go; default RUN/eval."
+    ),
+    worst: int = typer.Option(0, "--worst", min=0, help="Classifiers: list the N most confidently wrong examples "
+                              "and save them as an image grid."),
 ) -> None:
-    """Evaluate a checkpoint: rebuilds its model and data from the file alone."""
+    """Evaluate a checkpoint: rebuilds its model and data from the file alone.
+
+    Classifiers also get precision, recall and F1 per class and a confusion matrix (a table and a PNG)."""
+    from dlx.class_metrics import class_details, print_class_report
     from dlx.run import evaluate_checkpoint
 
     rest = []
@@ -259,14 +282,19 @@ def eval_command(
         else:
             rest.append(override)
     try:
-        metrics, info = evaluate_checkpoint(checkpoint, rest, split, allow, config_dirs)
+        metrics, info, evaluated = evaluate_checkpoint(checkpoint, rest, split, allow, config_dirs)
+        classes, warnings = class_details(evaluated, checkpoint, split, out_dir, worst)
     except DlxError as err:
         print_error(err)
         raise typer.Exit(err.exit_code)
+    for warning in warnings:
+        print_error(warning, "warning")
     if json_output:
+        from dataclasses import asdict
+
         from dlx.metrics import json_safe
 
-        print(json.dumps(json_safe({**info, "metrics": metrics})))
+        print(json.dumps(json_safe({**info, "metrics": metrics, **(asdict(classes) if classes else {})})))
         return
     from rich.console import Console
     from rich.table import Table
@@ -279,6 +307,8 @@ def eval_command(
     for key, value in metrics.items():
         table.add_row(key, f"{value:.4f}")
     console.print(table)
+    if classes:
+        print_class_report(classes, console)
 
 
 @app.command("runs")
@@ -313,6 +343,167 @@ def runs_command(
         print(f"No runs under {folder}" + (" match these filters." if model or dataset or status else "."))
     else:
         print_table(runs, f"{len(runs)} run(s) under {folder}, best first", ("model", "dataset"))
+
+
+@contextmanager
+def errors_reported() -> Iterator[None]:
+    """A DlxError becomes its paragraph on stderr and exit status 2, without a traceback."""
+    try:
+        yield
+    except DlxError as err:
+        print_error(err)
+        raise typer.Exit(err.exit_code) from None
+
+
+ALLOW_HELP = "Trust this _target_ (your own model class) named in the checkpoint's config."
+CONFIG_DIR_HELP = "Your config folder: the _target_s its YAML files name are trusted."
+
+
+@app.command("plot")
+def plot_command(
+    runs: list[Path] = typer.Argument(..., help="Run folders, or folders of runs (a sweep folder: all its jobs)."),
+    metric: list[str] = typer.Option([], "--metric", help="Only this curve: loss, acc, or val/acc for one split "
+                                     "(repeat for several)."),
+    out: Optional[Path] = typer.Option(None, "--out", "-o", help="The PNG to write; default RUN/curves.png for one "
+                                       "folder, else ./curves.png."),
+) -> None:
+    """Loss and metric curves of runs as a PNG: training and validation, several runs overlaid.
+
+    The legend names each run by the overrides that differ between them."""
+    from dlx.plot import plot_runs
+
+    with errors_reported():
+        path, curves, metrics = plot_runs(runs, metric, out)
+    print(f"{path}: {', '.join(metrics)} of {len(curves)} run(s)")
+
+
+@app.command("predict")
+def predict_command(
+    checkpoint: Path = typer.Argument(..., help="A classifier's .ckpt file written by dlx train."),
+    images: list[Path] = typer.Argument(..., help="PNG or JPEG files, or folders of them."),
+    top_k: int = typer.Option(3, "--top-k", "-k", help="How many of the most probable classes to show."),
+    json_output: bool = typer.Option(False, "--json", help="Print JSON on stdout instead of a table."),
+    allow: list[str] = typer.Option([], "--allow", help=ALLOW_HELP),
+    config_dirs: list[Path] = typer.Option([], "--config-dir", "-cd", help=CONFIG_DIR_HELP),
+) -> None:
+    """Class and top-k probabilities of a classifier for your own image files.
+
+    Each image is prepared as the training images were: grey or colour, resized, scaled to [0, 1], normalised."""
+    from dlx.predict import predict, print_predictions
+
+    with errors_reported():
+        predictions = predict(checkpoint, images, top_k, allow, config_dirs)
+    if json_output:
+        print(json.dumps({"checkpoint": str(checkpoint), "predictions": predictions}))
+    else:
+        print_predictions(predictions, checkpoint)
+
+
+@app.command("sample")
+def sample_command(
+    checkpoint: Path = typer.Argument(..., help="A GAN's .ckpt file written by dlx train."),
+    count: int = typer.Option(64, "-n", "--count", help="How many samples to draw."),
+    out: Optional[Path] = typer.Option(None, "--out", "-o", help="The PNG grid to write; default "
+                                       "RUN/samples/CKPT_seedSEED.png."),
+    seed: int = typer.Option(0, "--seed", help="Seed of the noise: the same seed draws the same samples."),
+    allow: list[str] = typer.Option([], "--allow", help=ALLOW_HELP),
+    config_dirs: list[Path] = typer.Option([], "--config-dir", "-cd", help=CONFIG_DIR_HELP),
+) -> None:
+    """New samples from a GAN checkpoint's generator, as a grid of images."""
+    from dlx.predict import sample
+
+    with errors_reported():
+        path = sample(checkpoint, count, out, seed, allow, config_dirs)
+    print(f"{path}: {count} samples from {checkpoint} (seed {seed})")
+
+
+@app.command("export")
+def export_command(
+    checkpoint: Path = typer.Argument(..., help="A .ckpt file written by dlx train."),
+    fmt: str = typer.Option("onnx", "--format", "-f", help="onnx or torchscript."),
+    out: Optional[Path] = typer.Option(None, "--out", "-o", help="The file to write; default beside the "
+                                       "checkpoint (best.onnx, best.pt)."),
+    allow: list[str] = typer.Option([], "--allow", help=ALLOW_HELP),
+    config_dirs: list[Path] = typer.Option([], "--config-dir", "-cd", help=CONFIG_DIR_HELP),
+) -> None:
+    """Export a checkpoint's model to ONNX or TorchScript, checked to give the checkpoint's outputs.
+
+    Image models take raw pixels in [0, 1]: the training normalisation is inside the exported graph."""
+    from dlx.export import export_checkpoint, print_exported
+
+    with errors_reported():
+        exported = export_checkpoint(checkpoint, fmt, out, allow, config_dirs)
+    print_exported(exported, checkpoint)
+
+
+@app.command("report")
+def report_command(
+    run: Path = typer.Argument(..., help="A run folder (outputs/latest, outputs/DATE/TIME)."),
+    out: Optional[Path] = typer.Option(None, "--out", "-o", help="The HTML file; default RUN/report.html."),
+    allow: list[str] = typer.Option([], "--allow", help=ALLOW_HELP),
+    config_dirs: list[Path] = typer.Option([], "--config-dir", "-cd", help=CONFIG_DIR_HELP),
+) -> None:
+    """One self-contained HTML page about a run: metrics, curves, confusion matrix or samples, config."""
+    from dlx.report import write_report
+
+    with errors_reported():
+        path = write_report(run, out, allow, config_dirs)
+    print(f"{path} ({path.stat().st_size // 1024:,} KiB, self-contained: open it in any browser)")
+
+
+@app.command("ls")
+def ls_command(
+    group: Optional[str] = typer.Argument(None, help="Only this group's options (model, optimizer, ...)."),
+    config_dirs: list[Path] = typer.Option([], "--config-dir", "-cd", help="Also list your config folder's options."),
+    json_output: bool = typer.Option(False, "--json", help="Print JSON on stdout instead of a table."),
+) -> None:
+    """List every config group with its options and what each one is."""
+    from dlx.configs import list_options, print_options
+
+    with errors_reported():
+        options = list_options(config_dirs)
+        if json_output:
+            print(json.dumps([{"group": o.group, "option": o.name, "description": o.description,
+                               "default": o.default, "path": str(o.path)}
+                              for o in options if o.group and (group is None or o.group == group)], indent=2))
+        else:
+            print_options(options, group)
+
+
+@app.command("cat")
+def cat_command(
+    items: Optional[list[str]] = typer.Argument(None, help="GROUP/OPTION (model/cnn) prints that file; overrides "
+                                                "(model=cnn optimizer.lr=0.01) print the config they compose."),
+    config_dir: Optional[Path] = typer.Option(None, "--config-dir", "-cd", help="Your config folder, searched "
+                                              "first, as dlx train --config-dir does."),
+) -> None:
+    """Print a config file (dlx cat model/cnn) or the config overrides compose (dlx cat model=cnn)."""
+    from dlx.configs import composed_config, find_option
+
+    items = items or []
+    files = [item for item in items if "=" not in item]
+    with errors_reported():
+        if files and len(items) > 1:
+            raise DlxError(f"Give one GROUP/OPTION to print its file ({files[0]}), or overrides (model=cnn ...) to "
+                           "print the config they compose: not both.")
+        if files:
+            print(find_option(files[0], [config_dir] if config_dir else []).path.read_text(encoding="utf-8"), end="")
+        else:
+            print(composed_config(items, config_dir), end="")
+
+
+@app.command("cp")
+def cp_command(
+    source: str = typer.Argument(..., help="A built-in config as GROUP/OPTION, e.g. model/cnn."),
+    destination: Path = typer.Argument(..., help="The file to write (my_conf/model/my_cnn.yaml) or a folder."),
+    force: bool = typer.Option(False, "--force", help="Overwrite the destination if it exists."),
+) -> None:
+    """Copy a built-in config into your own config folder, to edit."""
+    from dlx.configs import copy_option
+
+    with errors_reported():
+        path, usage = copy_option(source, destination, force, [])
+    print(f"Copied {source} to {path}. {usage}")
 
 
 def main() -> None:

@@ -65,6 +65,8 @@ class Plan:
     jobs: list[list[str]] = field(default_factory=list)  # each job's overrides, in Hydra's order (= its job number)
     configs: list[DictConfig] = field(default_factory=list)  # each job's composed config
     errors: list[str | None] = field(default_factory=list)  # each job's problem, when asked to keep going
+    search_space: dict[str, str] = field(default_factory=dict)  # a search sweeper's parameters
+    trials: int | None = None  # and how many trials it runs
 
     @property
     def searched(self) -> bool:
@@ -114,6 +116,9 @@ def preflight(args: list[str], check_values: bool, keep_going: bool = False) -> 
             plan.jobs = sweep_jobs(hydra, master, parsed.overrides)
         else:  # the search space is the sweeper's: check the config its trials start from
             plan.jobs = [[o for o in parsed.overrides if not is_sweep(o)]]
+            plan.search_space = {str(k): str(v) for k, v in (master.hydra.sweeper.get("params") or {}).items()}
+            plan.search_space |= dict(o.split("=", 1) for o in parsed.overrides if is_sweep(o))
+            plan.trials = master.hydra.sweeper.get("n_trials")
         for overrides in plan.jobs:
             try:
                 cfg = compose_or_explain(hydra, config_name, overrides, RunMode.RUN)

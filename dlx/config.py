@@ -33,6 +33,10 @@ class TrainerConfig:
     eval_every: Optional[int] = None  # steps between validations; None: at the end of every epoch
     log_every: int = 50  # steps between training-metric rows
     device: str = "auto"
+    # Processes that train the run together (data parallel, one per GPU, or sharing the CPU), each on its share
+    # of every batch: batch_size is per process, so the global batch is batch_size x devices. Under torchrun
+    # or submitit the launcher's process count wins.
+    devices: int = 1
     seed: int = 0
     grad_clip: Optional[float] = None  # max gradient norm
     threads: Optional[int] = None  # torch intra-op threads; None: torch's default
@@ -53,6 +57,7 @@ class TrainConfig:
     optimizer: Any = MISSING
     loss: Any = MISSING
     scheduler: Any = None
+    logger: Any = None  # {name: logger config}: where metrics go besides metrics.jsonl
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
     output_root: str = "outputs"
 
@@ -138,6 +143,21 @@ def check_config(cfg: DictConfig) -> None:
         node = cfg.get(group)
         if node:
             check_constructor_call(group, node)
+    check_loggers(cfg.get("logger"))
+
+
+def check_loggers(loggers: Any) -> None:
+    """logger=... must select logger configs ({name: {_target_: ...}}) whose library is installed."""
+    from dlx.loggers import check_installed
+
+    if loggers is None:
+        return
+    if not isinstance(loggers, DictConfig) or not all(isinstance(node, DictConfig) for node in loggers.values()):
+        raise DlxError("logger must select logger configs: logger=csv, logger=tensorboard, logger=mlflow, or several "
+                       "as logger=[csv,tensorboard].")
+    for name, node in loggers.items():
+        check_constructor_call(f"logger.{name}", node)
+    check_installed(loggers)
 
 
 def number(key: str, value: Any) -> float:
@@ -153,6 +173,11 @@ def check_trainer(trainer: DictConfig) -> None:
     for key in at_least_one:
         if trainer[key] < 1:
             raise DlxError(f"trainer.{key}={trainer[key]} is impossible: it must be 1 or more.")
+    devices = trainer.get("devices", 1)  # absent from the configs of checkpoints older than it
+    if isinstance(devices, bool) or not isinstance(devices, int) or devices < 1:
+        raise DlxError(f"trainer.devices={devices!r} is not a number of processes: it must be 1 (train in this "
+                       "process) or more (that many processes train the run together, one per GPU on a GPU "
+                       "machine, else sharing the CPU cores), e.g. trainer.devices=2.")
     if trainer.grad_clip is not None and trainer.grad_clip <= 0:
         raise DlxError(f"trainer.grad_clip={trainer.grad_clip} must be a positive gradient norm, or null for none.")
     device = trainer.device
@@ -200,7 +225,7 @@ def check_constructor_call(group: str, node: DictConfig) -> None:
         if key.startswith("_"):
             continue
         if key not in parameters and not takes_any:
-            accepted = [p for p in parameters if p not in FILLED_BY_DLX[group] and p != "self"]
+            accepted = [p for p in parameters if p not in FILLED_BY_DLX.get(group, ()) and p != "self"]
             raise DlxError(f'Unknown key "{group}.{key}": {name} takes no argument "{key}".'
                            f"{did_you_mean(key, accepted)} Its arguments are: {format_choices(accepted)}.")
         if OmegaConf.is_missing(node, key) or key not in hints:
@@ -211,7 +236,7 @@ def check_constructor_call(group: str, node: DictConfig) -> None:
                            f"{literal_suggestion(value, hints[key])}")
     missing = [p.name for p in parameters.values()
                if p.default is inspect.Parameter.empty and p.kind is inspect.Parameter.POSITIONAL_OR_KEYWORD
-               and p.name not in node and p.name not in FILLED_BY_DLX[group] and p.name != "self"]
+               and p.name not in node and p.name not in FILLED_BY_DLX.get(group, ()) and p.name != "self"]
     if missing and not node.get("_partial_", False):
         raise DlxError(f"{group} config for {name} lacks the required argument(s) {format_choices(missing)}: "
                        f"add them to its YAML or as {group}.{missing[0]}=VALUE.")

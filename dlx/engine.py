@@ -2,6 +2,11 @@
 
 Data sets are tensors in memory, batched by index: an epoch is a permutation drawn from (seed, epoch) alone,
 so a run's sample order does not depend on anything else that consumed random numbers.
+
+Data-parallel (several processes, `world`): every rank draws the same permutation and trains on its own share
+of it through DistributedDataParallel, which averages the gradients. Every value that decides what the loop does
+next (the losses checked for NaN, validation metrics, a stop request) is first combined over the ranks, so that
+every rank takes the same decisions; rank 0 alone writes files.
 """
 
 import contextlib
@@ -22,6 +27,7 @@ from torch import nn
 from dlx import __version__
 from dlx.checkpoint import FORMAT_VERSION, capture_rng_state, save_checkpoint
 from dlx.data import DataSplits
+from dlx.distributed import World
 from dlx.errors import DlxError, did_you_mean
 from dlx.metrics import MetricsLog, finite
 from dlx.progress import TrainingProgress, logger
@@ -53,7 +59,13 @@ class Schedule:
     max_eval_batches: int | None
 
     @classmethod
-    def plan(cls, trainer: DictConfig, num_train: int) -> "Schedule":
+    def plan(cls, trainer: DictConfig, num_train: int, world_size: int = 1) -> "Schedule":
+        """Steps are counted per rank: each of `world_size` processes trains on num_train // world_size
+        samples of every epoch, in batches of trainer.batch_size."""
+        if num_train < world_size:
+            raise DlxError(f"The training split has {num_train} samples, fewer than the {world_size} processes that "
+                           "would share it. Train in fewer processes (trainer.devices) or on more data.")
+        num_train //= world_size
         steps_per_epoch = math.ceil(num_train / trainer.batch_size)
         if num_train % trainer.batch_size == 1 and steps_per_epoch > 1:
             steps_per_epoch -= 1  # drop a last batch of one sample: batch norm cannot normalise it
@@ -106,6 +118,7 @@ def fit(
     progress: TrainingProgress,
     state: TrainState,
     stop_requested: Callable[[], int],
+    world: World,
 ) -> TrainState:
     """Train until the planned number of steps, validating and checkpointing on the way.
 
@@ -114,7 +127,10 @@ def fit(
     the current step finishes, last.ckpt is written, and Interrupted is raised.
     """
     x_train, y_train = data.train  # prepared by the task, on the device
-    schedule = Schedule.plan(trainer, len(x_train))
+    schedule = Schedule.plan(trainer, len(x_train), world.size)
+    # What the training steps call: under DDP the model (or the GAN's two networks) in DistributedDataParallel.
+    # Evaluation, checks and checkpoints use `model` itself, whose parameters are the same tensors.
+    train_model = task.training_view(model, world.wrap) if world.size > 1 else model
     metric, mode = monitored(trainer, task)
     checkpoints = run_dir / "checkpoints"
     skip_nonfinite = trainer.on_nonfinite == "skip"
@@ -133,7 +149,8 @@ def fit(
         if grad_clip or skip_nonfinite:
             parameters = [p for group in optimizer.param_groups for p in group["params"]]
             norm = nn.utils.clip_grad_norm_(parameters, grad_clip or math.inf)
-            if skip_nonfinite and not torch.isfinite(loss.detach() + norm):  # one synchronisation per step
+            # The loss of every rank: a step is skipped everywhere or nowhere. One synchronisation per step.
+            if skip_nonfinite and not torch.isfinite(world.sum(loss.detach()) + norm):
                 state.skipped_steps += 1
                 return
         optimizer.step()
@@ -141,7 +158,10 @@ def fit(
             schedulers[name].step()
 
     def save(val: dict[str, float], improved: bool) -> None:
-        payload = checkpoint_payload(config, model, optimizers, schedulers, state, val, device)
+        rng = world.gather(capture_rng_state(device)) if world.size > 1 else None  # every rank's generators
+        if not world.is_main:
+            return
+        payload = checkpoint_payload(config, model, optimizers, schedulers, state, val, device, rng, data)
         if (checkpoints / "last.ckpt").exists():  # keep the one before, for resume=auto to fall back on
             copy_checkpoint(checkpoints / "last.ckpt", checkpoints / "previous.ckpt")
         save_checkpoint(checkpoints / "last.ckpt", payload)
@@ -152,15 +172,17 @@ def fit(
         """Called before anything is logged or saved, so no checkpoint ever holds the weights of a bad step.
 
         A finite loss can still come with an infinite gradient; the weights it produced are checked before
-        each save (one synchronisation per save)."""
+        each save. One synchronisation (and, across ranks, one reduction) per check."""
         if skip_nonfinite:
             return
-        finite_steps = [torch.stack(list(values.values())).isfinite().all() for values, _ in recent]
-        bad_at = (~torch.stack(finite_steps)).nonzero() if recent else []
-        bad = state.step - len(recent) + 1 + int(bad_at[0]) if len(bad_at) else 0
-        if weights_too and not bad:
-            finite_weights = torch.stack([p.detach().isfinite().all() for p in model.parameters()]).all()
-            bad = 0 if finite_weights.item() else state.step
+        # One flag per step since the last log (then one for the weights), false where it is not finite on
+        # some rank: every rank finds the same first bad step.
+        flags = [torch.stack(list(values.values())).isfinite().all() for values, _ in recent]
+        if weights_too:
+            flags.append(torch.stack([p.detach().isfinite().all() for p in model.parameters()]).all())
+        bad_at = (~world.all(torch.stack(flags))).nonzero() if flags else []
+        # The first false flag names its step; the weights' flag, after the steps', names the current one.
+        bad = min(state.step - len(recent) + 1 + int(bad_at[0]), state.step) if len(bad_at) else 0
         if bad or not all(finite(value) for value in row.values()):
             raise non_finite_error(row, bad or state.step, checkpoints)
 
@@ -168,15 +190,18 @@ def fit(
     start = interval_start
     model.train()
     while state.step < schedule.total_steps and not state.stopped_early:
+        # Every rank draws the same permutation and takes every world.size-th sample of it, from its rank on;
+        # the last len % world.size samples sit this epoch out, so that every rank has as many batches.
         order = epoch_order(len(x_train), state.epoch, trainer.seed, device)
+        order = order[world.rank : len(order) - len(order) % world.size : world.size]
         for batch in range(state.batch_in_epoch, schedule.steps_per_epoch):
             index = order[batch * batch_size : (batch + 1) * batch_size]
             with mixed_precision:
-                values = task.train_step(model, x_train[index], y_train[index], update)
+                values = task.train_step(train_model, x_train[index], y_train[index], update)
             state.step += 1
             state.batch_in_epoch = batch + 1
             # Under on_nonfinite=skip (one synchronisation per step already), a skipped step is not logged.
-            if not skip_nonfinite or torch.stack(list(values.values())).isfinite().all():
+            if not skip_nonfinite or world.all(torch.stack(list(values.values())).isfinite().all()):
                 recent.append((values, len(index)))
             progress.advance(state.step)
             epoch = state.epoch + state.batch_in_epoch / schedule.steps_per_epoch
@@ -184,14 +209,15 @@ def fit(
 
             if state.step % schedule.log_every == 0 or finished:
                 # The one host synchronisation per logging interval: reading the interval's values.
-                seen = sum(size for _, size in recent)
-                row = interval_means(recent)
+                seen = world.size * sum(size for _, size in recent)  # every rank's batches have the same sizes
+                row = interval_means(recent, world)
                 check_finite(row)
                 now = time.perf_counter()
                 row |= {"lr": first_lr(optimizers), "samples_per_sec": seen / (now - interval_start)}
                 if skip_nonfinite:
                     row["skipped_steps"] = state.skipped_steps
-                log_row(metrics_log, progress, "train", state.step, epoch, row, now - start)
+                if world.is_main:
+                    log_row(metrics_log, progress, "train", state.step, epoch, row, now - start)
                 state.train_samples += seen
                 state.train_seconds += now - interval_start
                 recent, interval_start = [], now
@@ -199,9 +225,12 @@ def fit(
             if state.step % schedule.eval_every == 0 or finished:
                 eval_started = time.perf_counter()
                 check_finite({}, weights_too=True)
+                world.copy_from_main(model.buffers())  # batch-norm statistics: rank 0's, which it saves
                 val = evaluate(model, task, *data.val, trainer.eval_batch_size, schedule.max_eval_batches,
-                               mixed_precision)
-                log_row(metrics_log, progress, "val", state.step, epoch, val, time.perf_counter() - start)
+                               mixed_precision, world)
+                if world.is_main:
+                    log_row(metrics_log, progress, "val", state.step, epoch, val, time.perf_counter() - start)
+                # `val` holds the same all-reduced numbers on every rank: the decisions below agree.
                 value = val.get(metric.removeprefix("val/"), math.nan) if val else math.nan
                 improved = finite(value) and (state.best_value is None or
                                               (value > state.best_value if mode == "max" else value < state.best_value))
@@ -215,15 +244,18 @@ def fit(
                                 f"validations (best {state.best_value} at step {state.best_step})")
                 # Without a validation split there is nothing to choose on: the best checkpoint is the last.
                 save(val, improved or not val)
-                if isinstance(task, Adversarial):
-                    task.save_samples(model, run_dir / "samples" / f"step_{state.step:07d}.png")
+                if isinstance(task, Adversarial) and world.is_main:
+                    samples = run_dir / "samples" / f"step_{state.step:07d}.png"
+                    task.save_samples(model, samples)
+                    metrics_log.image("samples", samples, state.step)
                 model.train()
                 interval_start += time.perf_counter() - eval_started  # validation is not training throughput
             elif checkpoint_every and state.step % checkpoint_every == 0:
                 check_finite({}, weights_too=True)
                 save({}, improved=False)
 
-            signal_number = stop_requested()
+            # A signal may reach some ranks only, or between their steps: all stop after the same step.
+            signal_number = world.max(stop_requested())
             if signal_number and not finished:
                 check_finite({}, weights_too=True)
                 save({}, improved=False)
@@ -245,37 +277,49 @@ def evaluate(
     batch_size: int,
     max_batches: int | None = None,
     mixed_precision: contextlib.AbstractContextManager | None = None,
+    world: World = World(),
 ) -> dict[str, float]:
     """Mean of each metric over (x, y) (prepared by the task, on the device), in fixed batches, so the same
-    weights always give the same numbers."""
+    weights always give the same numbers.
+
+    With several ranks, rank r evaluates batches r, r + world.size, ...; the batches' sums are then added up in
+    batch order, as a single process adds them, so that `dlx eval` later finds exactly the same numbers."""
     was_training = model.training
     model.eval()
-    sums: dict[str, torch.Tensor] = {}
-    count = 0
-    for batch_index, begin in enumerate(range(0, len(x), batch_size)):
-        if max_batches is not None and batch_index >= max_batches:
-            break
+    num_batches = math.ceil(len(x) / batch_size)
+    if max_batches is not None:
+        num_batches = min(num_batches, max_batches)
+    names = task.metric_names
+    batch_sums: list[torch.Tensor] = []  # (K,) per batch: the sum of each metric over the batch
+    for batch_index in range(world.rank, num_batches, world.size):
+        begin = batch_index * batch_size
         xb, yb = x[begin : begin + batch_size], y[begin : begin + batch_size]
         with mixed_precision or contextlib.nullcontext():
-            batch_sums = task.eval_batch(model, xb, yb, batch_index)
-        for key, value in batch_sums.items():
-            value = value.float()  # counts stay exact up to 2**24 samples; float64 does not exist on MPS
-            sums[key] = sums[key] + value if key in sums else value
-        count += len(xb)
+            sums = task.eval_batch(model, xb, yb, batch_index)
+        # float32: counts stay exact up to 2**24 samples; float64 does not exist on MPS
+        batch_sums.append(torch.stack([sums[name].float() for name in names]))
     model.train(was_training)
-    if count == 0:
+    if world.size > 1:
+        shares = world.gather([row.cpu() for row in batch_sums])
+        batch_sums = [shares[index % world.size][index // world.size] for index in range(num_batches)]
+    if not batch_sums:
         return {}
-    return {key: value.item() / count for key, value in sums.items()}
+    total = batch_sums[0]
+    for row in batch_sums[1:]:
+        total = total + row
+    count = min(len(x), num_batches * batch_size)
+    return {name: value / count for name, value in zip(names, total.tolist())}
 
 
-def interval_means(steps: list[tuple[dict[str, torch.Tensor], int]]) -> dict[str, float]:
-    """Each value's mean over the interval's samples (the batches' means weighted by their sizes)."""
+def interval_means(steps: list[tuple[dict[str, torch.Tensor], int]], world: World) -> dict[str, float]:
+    """Each value's mean over the interval's samples (the batches' means weighted by their sizes), averaged
+    over the ranks (whose intervals have the same number of samples)."""
     if not steps:
         return {}
     names = list(steps[0][0])
     values = torch.stack([torch.stack([step[name].float() for name in names]) for step, _ in steps])  # (S, K)
     sizes = torch.tensor([size for _, size in steps], dtype=values.dtype, device=values.device)
-    means = (values * sizes[:, None]).sum(dim=0) / sizes.sum()
+    means = world.mean((values * sizes[:, None]).sum(dim=0) / sizes.sum())
     return dict(zip(names, means.tolist()))
 
 
@@ -292,8 +336,9 @@ def first_lr(optimizers: dict[str, torch.optim.Optimizer]) -> float:
 
 def checkpoint_payload(config: dict[str, Any], model: nn.Module, optimizers: dict[str, Any],
                        schedulers: dict[str, Any], state: TrainState, val: dict[str, float],
-                       device: str) -> dict[str, Any]:
-    return {
+                       device: str, rng_per_rank: list[dict[str, Any]] | None = None,
+                       data: DataSplits | None = None) -> dict[str, Any]:
+    payload = {
         "format_version": FORMAT_VERSION,
         "dlx_version": __version__,
         "torch_version": str(torch.__version__),
@@ -305,6 +350,15 @@ def checkpoint_payload(config: dict[str, Any], model: nn.Module, optimizers: dic
         "val": val,
         "rng": capture_rng_state(device),
     }
+    if rng_per_rank:  # data-parallel: each rank's generators (its dropout masks, its noise), in rank order
+        payload["rng_per_rank"] = rng_per_rank
+    if data is not None:  # what `dlx predict` and `dlx export` need to prepare new inputs as training did
+        payload["data"] = {
+            "task": data.task, "input_shape": data.input_shape, "class_names": [str(c) for c in data.class_names],
+            "pixel_mean": None if data.pixel_mean is None else [float(v) for v in data.pixel_mean],
+            "pixel_std": None if data.pixel_std is None else [float(v) for v in data.pixel_std],
+        }
+    return payload
 
 
 def copy_checkpoint(source: Path, destination: Path) -> None:

@@ -1,7 +1,10 @@
 """The one exception type users see: a paragraph that says what was wrong and how to fix it."""
 
 import difflib
+import os
 from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
 
 
 HELP_HINT = "Run `dlx train --help` for the config groups and their options, `dlx train --cfg job` for the composed config."
@@ -48,3 +51,31 @@ def explain_omegaconf_error(err: Exception, hint: str = HELP_HINT, can_add_keys:
         return f'Config error at "{cause.full_key}": {message}. {hint}'
     first_line = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
     return f"{first_line} {hint}"
+
+
+def require(module: str, extra: str, purpose: str) -> Any:
+    """Import one of dlx's optional dependencies, or raise a DlxError naming the extra that installs it."""
+    import importlib
+
+    try:
+        return importlib.import_module(module)
+    except ImportError as err:
+        raise DlxError(f"{purpose} needs {module.partition('.')[0]}, which is not installed. Install it with: "
+                       f'pip install "dlx[{extra}]"') from err
+
+
+def check_writable(path: Path, option: str = "--out") -> None:
+    """Raise a DlxError naming `option` unless a file can be written at `path` (its folders made as needed)."""
+    path = Path(path)
+    existing = Path(os.path.abspath(path)).parent
+    while not existing.exists():
+        existing = existing.parent
+    if path.is_dir():
+        problem = "it is a folder"
+    elif not existing.is_dir():
+        problem = f"{existing} is a file, not a folder"
+    elif not os.access(existing, os.W_OK | os.X_OK) or (path.exists() and not os.access(path, os.W_OK)):
+        problem = f"{existing} is not writable"
+    else:
+        return
+    raise DlxError(f"Cannot write {path}: {problem}. Pass another {option}.")

@@ -4,18 +4,40 @@ every row it logged. Keys: step, epoch, split (train/val/test), then the split's
 import json
 import math
 import os
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 
 class MetricsLog:
-    def __init__(self, path: Path) -> None:
+    """metrics.jsonl, and the loggers the config chose (dlx.loggers), which get every row and image too."""
+
+    def __init__(self, path: Path, loggers: Sequence[Any] = ()) -> None:
         self.path = path
         self.file = open(path, "a", encoding="utf-8")
+        self.loggers = list(loggers)
 
     def write(self, row: dict[str, Any]) -> None:
-        self.file.write(json.dumps(json_safe(row)) + "\n")
+        row = json_safe(row)
+        self.file.write(json.dumps(row) + "\n")
         self.file.flush()
+        self.to_loggers("log_metrics", row)
+
+    def image(self, tag: str, path: Path, step: int) -> None:
+        self.to_loggers("log_image", tag, path, step)
+
+    def to_loggers(self, method: str, *args: Any) -> None:
+        """A logger that fails (a tracking server gone) is dropped with a warning: training goes on, and
+        metrics.jsonl keeps every row."""
+        for logger in list(self.loggers):
+            try:
+                getattr(logger, method)(*args)
+            except Exception as err:
+                from dlx.progress import logger as console
+
+                console.warning(f"Warning: {type(logger).__name__} failed ({type(err).__name__}: {err}); it gets no "
+                                f"more metrics. metrics.jsonl has them all.")
+                self.loggers = [other for other in self.loggers if other is not logger]
 
     def close(self) -> None:
         self.file.close()

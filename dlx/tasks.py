@@ -4,7 +4,8 @@ A task's `inputs` maps raw inputs to what its model sees (normalised pixels, or 
 prepare() applies it to whole splits once. train_step() turns a batch into losses, calls `update(optimizer_name,
 loss)` (the engine's backward + step) once per optimizer, and returns the batch's means as 0-dim tensors (the
 engine reads them only when it logs, so there is no host synchronisation per step). eval_batch() returns sums
-over the batch, so that counts such as correct predictions stay exact.
+over the batch, so that counts such as correct predictions stay exact. training_view() is the model as
+train_step() gets it when several processes train it (DistributedDataParallel through `wrap`).
 """
 
 import dataclasses
@@ -21,6 +22,7 @@ from dlx.models.gan import GAN
 
 Update = Callable[[str, torch.Tensor], None]
 Sums = dict[str, torch.Tensor]
+Wrap = Callable[[nn.Module], nn.Module]
 
 
 def prepare(data: DataSplits, inputs: Callable[[torch.Tensor], torch.Tensor], device: str) -> DataSplits:
@@ -57,6 +59,9 @@ class Classification:
 
     def param_groups(self, model: nn.Module) -> dict[str, list[nn.Parameter]]:
         return {"model": list(model.parameters())}
+
+    def training_view(self, model: nn.Module, wrap: Wrap) -> nn.Module:
+        return wrap(model)
 
     def loss(self, logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         criterion = self.criterion
@@ -106,6 +111,9 @@ class Regression:
     def param_groups(self, model: nn.Module) -> dict[str, list[nn.Parameter]]:
         return {"model": list(model.parameters())}
 
+    def training_view(self, model: nn.Module, wrap: Wrap) -> nn.Module:
+        return wrap(model)
+
     def train_step(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, update: Update) -> Sums:
         loss = self.criterion(model(x), y)
         update("model", loss)
@@ -144,6 +152,11 @@ class Adversarial:
         return {"discriminator": list(model.discriminator.parameters()),
                 "generator": list(model.generator.parameters())}
 
+    def training_view(self, model: GAN, wrap: Wrap) -> GAN:
+        """Each network wrapped on its own: a step calls the generator and the discriminator separately, and
+        DistributedDataParallel synchronises only the gradients of forwards that go through its wrapper."""
+        return model.with_networks(wrap(model.generator), wrap(model.discriminator))
+
     def losses(self, model: GAN, real: torch.Tensor, z: torch.Tensor) -> tuple[torch.Tensor, ...]:
         fake = model.generate(z)
         real_logits, fake_logits = model(real), model(fake.detach())
@@ -169,8 +182,9 @@ class Adversarial:
         n = len(x)
         return {"loss": d_loss * n, "g_loss": g_loss * n, "d_acc": d_correct / 2}
 
+    @staticmethod  # also `dlx sample`'s, which has a GAN but no task
     @torch.inference_mode()
-    def save_samples(self, model: GAN, path: Path, count: int = 64) -> None:
+    def save_samples(model: GAN, path: Path, count: int = 64, seed: int = 0) -> None:
         """A grid of generated samples as a PNG (images only), from the same noise at every evaluation."""
         from torchvision.utils import save_image
 
@@ -178,7 +192,7 @@ class Adversarial:
             return
         was_training = model.training
         model.eval()
-        images = model.generate(model.sample_noise(count, torch.Generator().manual_seed(0)))
+        images = model.generate(model.sample_noise(count, torch.Generator().manual_seed(seed)))
         model.train(was_training)
         images = (images.float().cpu() + 1) / 2
         scale = max(1, 64 // images.shape[-1])  # draw 8x8 digits large enough to see

@@ -4,6 +4,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -23,6 +24,26 @@ def dlx(*args: str, cwd: Path, expect: int | None = 0, env: dict | None = None, 
         raise AssertionError(f"dlx {' '.join(args)} exited {result.returncode}, expected {expect}\n"
                              f"--- stdout\n{result.stdout}\n--- stderr\n{result.stderr}")
     return result
+
+
+def start_dlx(args: list[str], cwd: Path, **kwargs) -> subprocess.Popen:
+    """`python -m dlx ARGS` started in the background, for tests that signal or kill it."""
+    return subprocess.Popen([sys.executable, "-m", "dlx", *args], cwd=cwd, env=ENV, text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, **kwargs)
+
+
+def wait_for_step(process: subprocess.Popen, metrics: Path, step: int, timeout: float = 120) -> None:
+    """Block until the run has logged `step` (read from its real metrics file); kill it on a timeout."""
+    from dlx.metrics import read_metrics
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if metrics.exists() and any(r.get("step", 0) >= step for r in read_metrics(metrics)):
+            return
+        assert process.poll() is None, f"the run ended before step {step}:\n{process.communicate()[1]}"
+        time.sleep(0.002)
+    process.kill()
+    raise AssertionError(f"no step {step} within {timeout} s")
 
 
 def latest_run(cwd: Path) -> Path:

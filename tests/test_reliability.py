@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from conftest import ENV, dlx, summary_of
+from conftest import ENV, dlx, start_dlx, summary_of, wait_for_step
 from dlx.checkpoint import load_checkpoint
 from dlx.metrics import read_metrics
 
@@ -28,19 +28,7 @@ COMMON = ["trainer.checkpoint_every=5", "trainer.log_every=1", "trainer.eval_eve
 
 
 def start(args: list[str], cwd: Path, **kwargs) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "dlx", "train", *args], cwd=cwd, env=ENV, text=True,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, **kwargs)
-
-
-def wait_for_step(process: subprocess.Popen, metrics: Path, step: int, timeout: float = 120) -> None:
-    """Block until the run has logged `step` (read from its real metrics file)."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if metrics.exists() and any(r.get("step", 0) >= step for r in read_metrics(metrics)):
-            return
-        assert process.poll() is None, f"the run ended before step {step}:\n{process.communicate()[1]}"
-        time.sleep(0.002)
-    raise AssertionError(f"no step {step} within {timeout} s")
+    return start_dlx(["train", *args], cwd, **kwargs)
 
 
 def final_weights(run_dir: Path) -> dict[str, torch.Tensor]:

@@ -14,7 +14,7 @@ import pytest
 import torch
 import yaml
 
-from conftest import ENV, dlx, summary_of
+from conftest import dlx, start_dlx, summary_of
 from dlx.sweep import GpuClaim
 
 SMOKE = "trainer.smoke=true"
@@ -95,8 +95,7 @@ def test_an_interrupted_sweep_continues_where_it_stopped(workdir: Path) -> None:
     args = ["train", "-m", "trainer.seed=1,2,3", "trainer.max_epochs=40", "trainer.checkpoint_every=10",
             "hydra.sweep.dir=sw"]
     sweep = workdir / "sw"
-    process = subprocess.Popen([sys.executable, "-m", "dlx", *args], cwd=workdir, env=ENV, text=True,
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL)
+    process = start_dlx(args, workdir)
     try:
         wait_for(lambda: status_of(sweep / "0") == "completed" and (sweep / "1" / "checkpoints" / "last.ckpt").exists(),
                  what="job 0 done and job 1 under way")
@@ -165,7 +164,7 @@ def test_a_search_in_the_wrong_direction_stops_with_a_fix(workdir: Path) -> None
     assert len(sweep_summary(workdir / "sw")["rows"]) == 1  # stopped at the first trial
 
 
-@pytest.mark.parametrize("launcher", ["joblib", "submitit_local"])
+@pytest.mark.parametrize("launcher", ["joblib", pytest.param("submitit_local", marks=pytest.mark.slow)])
 def test_parallel_launchers_write_the_same_summary(workdir: Path, launcher: str, grid_sweep) -> None:
     extra = ["hydra.launcher.n_jobs=2"] if launcher == "joblib" else []
     dlx("train", "-m", f"hydra/launcher={launcher}", *extra, "model=ffn,cnn", "optimizer.lr=0.1,0.01",
@@ -180,11 +179,10 @@ def test_parallel_launchers_write_the_same_summary(workdir: Path, launcher: str,
         assert math.isclose(row["best val/acc"], by_run[row["run"]]["best val/acc"])
 
 
+@pytest.mark.slow
 def test_a_preempted_submitit_job_requeues_and_resumes_to_the_same_weights(workdir: Path) -> None:
     job = ["model=ffn", "model.dropout=0.2", "trainer.max_epochs=25", "trainer.checkpoint_every=5"]
-    process = subprocess.Popen([sys.executable, "-m", "dlx", "train", "-m", "hydra/launcher=submitit_local", *job,
-                                "hydra.sweep.dir=sw"], cwd=workdir, env=ENV, text=True,
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL)
+    process = start_dlx(["train", "-m", "hydra/launcher=submitit_local", *job, "hydra.sweep.dir=sw"], workdir)
     run_dir = workdir / "sw" / "0"
     try:
         wait_for(lambda: (run_dir / "checkpoints" / "last.ckpt").exists(), what="the job's first checkpoint")

@@ -1,3 +1,4 @@
+import copy
 from collections.abc import Sequence
 from typing import Literal
 
@@ -44,11 +45,19 @@ class GAN(nn.Module):
 
     def sample_noise(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
         """n noise vectors on the model's device; with a (CPU) generator, the same ones on every device."""
-        device = self.discriminator[0].weight.device
+        device = next(self.discriminator.parameters()).device
         shape = (n, self.noise_dim)
         draw = torch.rand if self.noise == "uniform" else torch.randn
         z = draw(shape, generator=generator).to(device) if generator else draw(shape, device=device)
         return z * 2 - 1 if self.noise == "uniform" else z  # U(-1, 1) or N(0, 1)
+
+    def with_networks(self, generator: nn.Module, discriminator: nn.Module) -> "GAN":
+        """This GAN calling other networks, e.g. its own wrapped for data-parallel training; the two share
+        everything else. Its state_dict() is no checkpoint's: save the original's."""
+        view = copy.copy(self)
+        view._modules = {}  # its own table of submodules: the copy would share the original's
+        view.generator, view.discriminator = generator, discriminator
+        return view
 
     def generate(self, z: torch.Tensor) -> torch.Tensor:
         return self.generator(z).view(-1, *self.input_shape)

@@ -1,0 +1,178 @@
+"""Where a run's metrics go besides metrics.jsonl (which is always written, and which resuming relies on):
+a CSV file, TensorBoard, MLflow. Chosen with `logger=csv`, `logger=[csv,tensorboard]`, `logger=mlflow`.
+
+Each logger is a plain class whose constructor arguments are its YAML keys, with four methods the run calls:
+start(run_dir, config, resumed_step), log_metrics(row), log_image(tag, path, step), finish(status, summary).
+The libraries are imported in start(), so choosing no logger costs nothing; `requires` names the module and
+the pip extra that provides it, checked before the run starts.
+"""
+
+import csv
+import os
+from pathlib import Path
+from typing import Any
+
+from dlx.errors import DlxError
+
+NON_METRIC_KEYS = ("step", "epoch", "split")
+
+
+class CSVLogger:
+    """metrics.csv in the run folder, one row per value: step, epoch, split, name, value (a long table
+    appends cleanly whatever metrics a split has; pandas' pivot makes it wide)."""
+
+    requires = None
+
+    def __init__(self, filename: str = "metrics.csv") -> None:
+        self.filename = filename
+
+    def start(self, run_dir: Path, config: dict[str, Any], resumed_step: int) -> None:
+        path = run_dir / self.filename
+        if resumed_step or not path.exists():
+            kept = [row for row in read_csv(path) if int(row["step"]) <= resumed_step and row["split"] != "test"]
+        else:
+            kept = []  # a fresh run in a folder that had one: start over, as metrics.jsonl does
+        self.file = open(path, "w", newline="", encoding="utf-8")
+        self.writer = csv.DictWriter(self.file, fieldnames=["step", "epoch", "split", "name", "value"])
+        self.writer.writeheader()
+        self.writer.writerows(kept)
+        self.file.flush()
+
+    def log_metrics(self, row: dict[str, Any]) -> None:
+        for name, value in row.items():
+            if name not in NON_METRIC_KEYS:
+                self.writer.writerow({"step": row["step"], "epoch": row.get("epoch"), "split": row["split"],
+                                      "name": name, "value": value})
+        self.file.flush()
+
+    def log_image(self, tag: str, path: Path, step: int) -> None:
+        pass  # the PNG files are in the run folder already
+
+    def finish(self, status: str, summary: dict[str, Any]) -> None:
+        self.file.close()
+
+
+def read_csv(path: Path) -> list[dict[str, str]]:
+    if not path.exists():
+        return []
+    with open(path, newline="", encoding="utf-8") as file:
+        return list(csv.DictReader(file))
+
+
+class TensorBoardLogger:
+    """TensorBoard event files in RUN/tensorboard (`tensorboard --logdir outputs` shows every run): each
+    metric as a scalar named split/metric, and the GAN's sample grids as images."""
+
+    requires = ("tensorboard", "tensorboard")
+
+    def __init__(self, log_dir: str | None = None) -> None:
+        self.log_dir = log_dir
+
+    def start(self, run_dir: Path, config: dict[str, Any], resumed_step: int) -> None:
+        from torch.utils.tensorboard import SummaryWriter
+
+        # purge_step: TensorBoard drops what an interrupted attempt logged after the checkpoint resumed from.
+        self.writer = SummaryWriter(self.log_dir or str(run_dir / "tensorboard"),
+                                    purge_step=resumed_step + 1 if resumed_step else None)
+
+    def log_metrics(self, row: dict[str, Any]) -> None:
+        for name, value in row.items():
+            if name not in NON_METRIC_KEYS and value is not None:
+                self.writer.add_scalar(f"{row['split']}/{name}", value, row["step"])
+
+    def log_image(self, tag: str, path: Path, step: int) -> None:
+        import numpy as np
+        from PIL import Image
+
+        self.writer.add_image(tag, np.asarray(Image.open(path).convert("RGB")), step, dataformats="HWC")
+
+    def finish(self, status: str, summary: dict[str, Any]) -> None:
+        self.writer.close()
+
+
+class MLflowLogger:
+    """An MLflow run per dlx run: the composed config as parameters, every metric at its step, the sample
+    images, and at the end the summary and the best checkpoint as artifacts.
+
+    The store is MLFLOW_TRACKING_URI when set (a tracking server), else tracking_uri, else a SQLite file
+    beside the outputs (sqlite:///OUTPUT_ROOT/mlflow.db): MLflow's embedded backend (its plain-file store is
+    deprecated). `mlflow ui --backend-store-uri sqlite:///outputs/mlflow.db` browses it.
+    """
+
+    requires = ("mlflow", "mlflow")
+
+    def __init__(self, tracking_uri: str | None = None, experiment_name: str = "dlx",
+                 log_checkpoint: bool = True) -> None:
+        self.tracking_uri = tracking_uri
+        self.experiment_name = experiment_name
+        self.log_checkpoint = log_checkpoint
+
+    def start(self, run_dir: Path, config: dict[str, Any], resumed_step: int) -> None:
+        import mlflow
+
+        self.run_dir = run_dir
+        uri = os.environ.get("MLFLOW_TRACKING_URI") or self.tracking_uri or \
+            f"sqlite:///{Path(config.get('output_root', 'outputs')).resolve() / 'mlflow.db'}"
+        self.client = mlflow.MlflowClient(tracking_uri=uri)
+        id_file = run_dir / "mlflow_run_id"
+        if id_file.exists():  # a resumed run continues its MLflow run
+            self.run_id = id_file.read_text().strip()
+            self.client.update_run(self.run_id, status="RUNNING")
+            return
+        experiment = self.client.get_experiment_by_name(self.experiment_name)
+        experiment_id = experiment.experiment_id if experiment else self.client.create_experiment(self.experiment_name)
+        self.run_id = self.client.create_run(experiment_id, run_name=run_dir.name,
+                                             tags={"dlx.run_dir": str(run_dir)}).info.run_id
+        id_file.write_text(self.run_id + "\n")
+        params = flatten(config)
+        for begin in range(0, len(params), 100):  # MLflow takes at most 100 parameters per call
+            batch = [mlflow.entities.Param(key, str(value)[:6000]) for key, value in params[begin : begin + 100]]
+            self.client.log_batch(self.run_id, params=batch)
+
+    def log_metrics(self, row: dict[str, Any]) -> None:
+        import mlflow
+
+        metrics = [mlflow.entities.Metric(f"{row['split']}/{name}", float(value), int(time_ms()), row["step"])
+                   for name, value in row.items() if name not in NON_METRIC_KEYS and value is not None]
+        self.client.log_batch(self.run_id, metrics=metrics)
+
+    def log_image(self, tag: str, path: Path, step: int) -> None:
+        self.client.log_artifact(self.run_id, str(path), artifact_path=tag)
+
+    def finish(self, status: str, summary: dict[str, Any]) -> None:
+        if status == "completed":
+            self.client.log_dict(self.run_id, summary, "summary.json")
+            best = self.run_dir / "checkpoints" / "best.ckpt"
+            if self.log_checkpoint and best.exists():
+                self.client.log_artifact(self.run_id, str(best), artifact_path="checkpoints")
+        self.client.set_terminated(self.run_id, status={"completed": "FINISHED", "interrupted": "KILLED"}.get(
+            status, "FAILED"))
+
+
+def time_ms() -> float:
+    import time
+
+    return time.time() * 1000
+
+
+def flatten(node: Any, prefix: str = "") -> list[tuple[str, Any]]:
+    if isinstance(node, dict):
+        return [item for key, value in node.items() for item in flatten(value, f"{prefix}{key}.")]
+    return [(prefix.rstrip("."), node)]
+
+
+def check_installed(logger_configs: dict[str, Any]) -> None:
+    """Before a run starts: each chosen logger's library must be importable, else say which extra to install."""
+    import importlib
+
+    for name, cfg in (logger_configs or {}).items():
+        module, _, class_name = str(cfg.get("_target_", "")).rpartition(".")
+        requires = getattr(globals().get(class_name), "requires", None) if module == __name__ else None
+        if not requires:
+            continue
+        try:
+            importlib.import_module(requires[0])  # imported once: the run reuses the module
+        except ImportError as err:
+            raise DlxError(f"logger={name} needs the {requires[0]} package, which is not installed: "
+                           f'pip install "dlx[{requires[1]}]". Or drop logger={name} (metrics.jsonl is always '
+                           "written).") from err
