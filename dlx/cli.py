@@ -5,8 +5,8 @@ torch and Hydra are imported inside the commands, so `dlx --help` answers at onc
 
 import gc
 import json
-import math
 import os
+import signal
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -67,6 +67,7 @@ def run_train(args: list[str]) -> int:
                 args = [*args, f"hydra.sweep.dir={quote_override_value(plan.folder)}"]
             start_sweep(plan, args)
             warn_about_invalid_jobs(plan)
+            prepare_shared_stores(plan)
     except DlxError as err:
         if os.environ.get("HYDRA_FULL_ERROR") == "1":
             raise
@@ -78,16 +79,20 @@ def run_train(args: list[str]) -> int:
     register_schema_and_resolvers()
     sys.argv = ["dlx train", *args]  # @hydra.main reads its flags and overrides from sys.argv
     run = hydra.main(config_path=str(config_dir()), config_name="train", version_base="1.3")(train_job)
-    if not sweeping:
-        run()
-        return 0
     try:
         run()
-    except SystemExit as stop:  # Ctrl-C, or a job that failed outside dlx's own errors
-        report_sweep(plan.folder, args)
-        print_error(DlxError(f"Sweep stopped. Continue it with: {continue_command(args, plan.folder)}"), "stopped")
-        return stop.code if isinstance(stop.code, int) else 1
-    return report_sweep(plan.folder, args)
+    except (SystemExit, KeyboardInterrupt) as stop:  # Ctrl-C (in training or between steps), a failed job
+        code = 128 + signal.SIGINT if isinstance(stop, KeyboardInterrupt) else stop.code
+        if not sweeping:
+            if isinstance(stop, KeyboardInterrupt):  # outside the training loop: nothing to save yet
+                print_error("Stopped by Ctrl-C before training started or after it ended.", "stopped")
+            return code if isinstance(code, int) else 1
+        from dlx.sweep import finish_sweep
+
+        finish_sweep(Path(plan.folder))
+        print_error(f"Sweep stopped. {how_to_continue(plan, args)}", "stopped")
+        return code if isinstance(code, int) else 1
+    return report_sweep(plan, args) if sweeping else 0
 
 
 def warn_about_invalid_jobs(plan: Any) -> None:
@@ -101,29 +106,45 @@ def warn_about_invalid_jobs(plan: Any) -> None:
             print_error(f"job {number} ({' '.join(differs)}) will fail: {error}", "warning")
 
 
+def prepare_shared_stores(plan: Any) -> None:
+    """A store the sweep's jobs share (MLflow's SQLite file) is created here, once, before jobs that may run
+    side by side (joblib) would race to create it."""
+    cfg = next((cfg for cfg in plan.configs if cfg is not None and cfg.get("logger")), None)
+    if cfg is None:
+        return
+    from dlx.build import build_loggers
+
+    for each in build_loggers(cfg):
+        if hasattr(each, "prepare"):
+            each.prepare(cfg.output_root)
+
+
 def is_main_process() -> bool:
     """False in the ranks other than 0 of a torchrun or submitit job: they train, rank 0 speaks."""
     return os.environ.get("RANK", "0") == "0"
 
 
-def report_sweep(folder: str, args: list[str]) -> int:
-    """The sweep's table, saved beside its jobs; the exit status: non-zero if a job failed."""
+def report_sweep(plan: Any, args: list[str]) -> int:
+    """The sweep's table, saved beside its jobs; the exit status: non-zero unless every job completed."""
     from dlx.sweep import finish_sweep
 
-    runs = finish_sweep(Path(folder))
-    failed = [run.name for run in runs if run.status == "failed"]
-    if failed:
-        print_error(DlxError(f"{len(failed)} of {len(runs)} job(s) failed (job {', '.join(failed)}); the table shows "
-                             f"each error, and each job's train.log the whole story. Continue the sweep (finished jobs are skipped) with: "
-                             f"{continue_command(args, folder)}"))
+    runs = finish_sweep(Path(plan.folder))
+    unfinished = [run for run in runs if run.status != "completed"]
+    if unfinished:
+        print_error(f"{len(unfinished)} of {len(runs)} job(s) did not complete (job "
+                    f"{', '.join(f'{run.name}: {run.status}' for run in unfinished)}); the table shows each error, and "
+                    f"each job's train.log the whole story. {how_to_continue(plan, args)}")
         return DlxError.exit_code
     return 0
 
 
-def continue_command(args: list[str], folder: str) -> str:
-    from dlx.sweep import continue_command as command
+def how_to_continue(plan: Any, args: list[str]) -> str:
+    from dlx.sweep import continue_command
 
-    return command(args, folder)
+    if plan.searched:
+        return ("An Optuna study goes on in a new sweep folder: run the same command with the same "
+                "hydra.sweeper.storage and hydra.sweeper.study_name.")
+    return f"Continue it (finished jobs are skipped) with: {continue_command(args, plan.folder)}"
 
 
 def print_plan(plan: Any) -> int:
@@ -173,16 +194,14 @@ def resume_in_place(args: list[str]) -> list[str]:
 
 def train_job(cfg: Any) -> Optional[float]:
     """The function Hydra runs for each job, with the composed config and the job's run folder. Returns the
-    monitored metric's best value: what a search sweeper (Optuna) optimises; NaN marks a failed trial."""
-    import signal
-
+    monitored metric's best value: what a search sweeper (Optuna) optimises; None marks a failed trial."""
     from hydra.core.hydra_config import HydraConfig
     from hydra.types import RunMode
 
     from dlx.distributed import export_submitit_environment
     from dlx.engine import Interrupted
     from dlx.run import train as train_run
-    from dlx.sweep import earlier_attempt, share_machine
+    from dlx.sweep import completed_attempt, share_machine
 
     export_submitit_environment()  # a SLURM job of several tasks: each task is one rank of the run
     hydra_cfg = HydraConfig.get()
@@ -194,14 +213,10 @@ def train_job(cfg: Any) -> Optional[float]:
     config_dirs = [source.path.removeprefix("file://") for source in hydra_cfg.runtime.config_sources
                    if source.provider == "command-line"]
     try:
-        if sweeping:
-            previous = earlier_attempt(run_dir, overrides)
-            if previous is not None and previous["status"] == "completed":
-                print(f"Job {hydra_cfg.job.num} ({' '.join(overrides) or 'defaults'}) already completed in "
-                      f"{run_dir}: skipped", flush=True)
-                return (previous.get("best") or {}).get("value", math.nan)
-            if previous is not None and not cfg.trainer.resume:
-                cfg.trainer.resume = "auto"  # an interrupted attempt: continue from its last checkpoint
+        if sweeping and (done := completed_attempt(cfg, run_dir, overrides)) is not None:
+            print(f"Job {hydra_cfg.job.num} ({' '.join(overrides) or 'defaults'}) already completed in "
+                  f"{run_dir}: skipped", flush=True)
+            return (done.get("best") or {}).get("value")
         with share_machine(cfg, hydra_cfg):
             summary = train_run(cfg, run_dir, choices, overrides, config_dirs)
         check_search_direction(hydra_cfg, summary)
@@ -214,7 +229,7 @@ def train_job(cfg: Any) -> Optional[float]:
             hand_back_preemption_signal()
         if not sweeping or isinstance(err, Interrupted):  # Ctrl-C stops a whole sweep too
             raise SystemExit(err.exit_code)
-        return math.nan  # in a sweep, one failed job does not stop the others
+        return None  # in a sweep, one failed job does not stop the others (Optuna records a failed trial)
     except Exception as err:  # a bug or an out-of-memory error: in a sweep, the other jobs still run
         if not sweeping:
             raise
@@ -222,14 +237,13 @@ def train_job(cfg: Any) -> Optional[float]:
 
         traceback.print_exc()
         print_error(DlxError(f"Job {hydra_cfg.job.num} failed: {type(err).__name__}: {err}"))
-        return math.nan
-    return summary["best"]["value"]
+        return None
+    return summary["best"]["value"]  # None when no validation gave a finite value: a failed trial too
 
 
 def hand_back_preemption_signal() -> None:
     """SIGUSR2 is how SLURM (--signal) and submitit announce preemption or the time limit. dlx stopped and
     saved last.ckpt first; now the handler that was there before (submitit's: requeue this job) runs."""
-    import signal
 
     handler = signal.getsignal(signal.SIGUSR2)
     if callable(handler):
@@ -253,7 +267,8 @@ def check_search_direction(hydra_cfg: Any, summary: dict[str, Any]) -> None:
 def eval_command(
     checkpoint: Path = typer.Argument(..., help="A .ckpt file written by dlx train."),
     overrides: Optional[list[str]] = typer.Argument(
-        None, help="key=value changes to the stored config (dataset.root=..., trainer.device=cpu); split=val."
+        None, help="key=value changes to the stored config (dataset.root=..., trainer.device=cpu); split=val; "
+        "for a GAN, classifier=CLASSIFIER.ckpt scores its samples with that classifier."
     ),
     split: str = typer.Option("test", help="Which split to evaluate: test, val or train."),
     json_output: bool = typer.Option(False, "--json", help="Print one JSON object on stdout instead of a table."),
@@ -275,15 +290,22 @@ def eval_command(
     from dlx.class_metrics import class_details, print_class_report
     from dlx.run import evaluate_checkpoint
 
-    rest = []
+    rest, classifier = [], None
     for override in overrides or []:
         if override.startswith("split="):
             split = override.partition("=")[2]
+        elif override.startswith("classifier="):
+            classifier = Path(override.partition("=")[2])
         else:
             rest.append(override)
     try:
         metrics, info, evaluated = evaluate_checkpoint(checkpoint, rest, split, allow, config_dirs)
         classes, warnings = class_details(evaluated, checkpoint, split, out_dir, worst)
+        if classifier is not None:  # a GAN scored by a classifier of the same data (dlx/gan_score.py)
+            from dlx.gan_score import classifier_score
+
+            metrics |= classifier_score(checkpoint, classifier, allow, config_dirs)
+            info["classifier"] = str(classifier)
     except DlxError as err:
         print_error(err)
         raise typer.Exit(err.exit_code)
@@ -464,7 +486,7 @@ def ls_command(
         options = list_options(config_dirs)
         if json_output:
             print(json.dumps([{"group": o.group, "option": o.name, "description": o.description,
-                               "default": o.default, "path": str(o.path)}
+                               "default": o.default, "path": str(o.path) if o.path else None}
                               for o in options if o.group and (group is None or o.group == group)], indent=2))
         else:
             print_options(options, group)
@@ -495,14 +517,16 @@ def cat_command(
 @app.command("cp")
 def cp_command(
     source: str = typer.Argument(..., help="A built-in config as GROUP/OPTION, e.g. model/cnn."),
-    destination: Path = typer.Argument(..., help="The file to write (my_conf/model/my_cnn.yaml) or a folder."),
+    destination: str = typer.Argument(..., help="The file to write (my_conf/model/my_cnn.yaml) or a folder "
+                                      "(my_conf/ or my_conf/model/)."),
     force: bool = typer.Option(False, "--force", help="Overwrite the destination if it exists."),
 ) -> None:
     """Copy a built-in config into your own config folder, to edit."""
     from dlx.configs import copy_option
 
     with errors_reported():
-        path, usage = copy_option(source, destination, force, [])
+        # A str, not a Path: a trailing slash says "a folder", even one that does not exist yet.
+        path, usage = copy_option(source, destination, force)
     print(f"Copied {source} to {path}. {usage}")
 
 

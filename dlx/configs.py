@@ -4,6 +4,7 @@ Each YAML in conf/ opens with a comment whose first line (after a `# @package` d
 is, usually followed by a `dlx train ...` example: `dlx ls` shows that line without the example.
 """
 
+import os
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,7 +22,7 @@ class Option:
     group: str  # model, hydra/launcher; "" for the primary config, train.yaml
     name: str
     description: str
-    path: Path
+    path: Path | None  # None: an option a Hydra plugin registers in code (hydra/launcher=joblib)
     default: bool = False
 
     @property
@@ -70,7 +71,33 @@ def list_options(config_dirs: list[Path]) -> list[Option]:
                 continue
             options.append(Option(group, path.stem, describe(path), path,
                                   default=number == 0 and chosen.get(group) == path.stem))
+    options += plugin_options({option.key for option in options})
     return sorted(options, key=lambda o: (o.group != "", o.group.startswith("hydra/"), o.group, o.name))
+
+
+def plugin_options(known: set[str]) -> list[Option]:
+    """The launchers and sweepers Hydra and its installed plugins provide (basic, joblib, submitit_slurm,
+    optuna...), as Hydra's own config loader lists them."""
+    from dlx.compose import hydra_session
+
+    options = []
+    with hydra_session(None) as hydra:
+        for group, default in (("hydra/launcher", "basic"), ("hydra/sweeper", "basic")):
+            for name in hydra.config_loader.get_group_options(group):
+                if f"{group}/{name}" not in known:
+                    options.append(Option(group, name, PLUGIN_DESCRIPTIONS.get(f"{group}/{name}", "a Hydra plugin's"),
+                                          None, default=name == default))
+    return options
+
+
+PLUGIN_DESCRIPTIONS = {
+    "hydra/launcher/basic": "Jobs one after the other in this process (Hydra's default)",
+    "hydra/launcher/joblib": "Jobs side by side in processes on this machine (hydra-joblib-launcher)",
+    "hydra/launcher/submitit_local": "Jobs as local processes through submitit, as SLURM would run them",
+    "hydra/launcher/submitit_slurm": "Jobs as SLURM jobs through submitit, with the plugin's defaults",
+    "hydra/sweeper/basic": "Every combination of the values given (Hydra's default)",
+    "hydra/sweeper/optuna": "Optuna's search over hydra.sweeper.params (hydra-optuna-sweeper)",
+}
 
 
 def find_option(key: str, config_dirs: list[Path]) -> Option:
@@ -78,6 +105,11 @@ def find_option(key: str, config_dirs: list[Path]) -> Option:
     key = key.removesuffix(".yaml").replace("=", "/").strip("/")
     options = list_options(config_dirs)
     for option in reversed(options):  # the user's own option of a name wins, as on Hydra's search path
+        if option.key == key and option.path is None:
+            raise DlxError(f"{key} is defined in code by a Hydra plugin, not by a file to print or copy: see its "
+                           f"keys with `dlx train {option.group}={option.name} --cfg hydra` and set them on the command "
+                           f"line ({option.group.replace('/', '.')}.KEY=VALUE), or copy conf/hydra/launcher/slurm.yaml, "
+                           "which extends one.")
         if option.key == key:
             return option
     names = [option.key for option in options]
@@ -130,11 +162,13 @@ def composed_config(overrides: list[str], user_config_dir: Path | None) -> str:
     return OmegaConf.to_yaml(cfg)
 
 
-def copy_option(key: str, destination: Path, force: bool, config_dirs: list[Path]) -> tuple[Path, str]:
-    """Copy a config file for the user to edit; its new path and how to use it."""
-    option = find_option(key, config_dirs)
+def copy_option(key: str, target: str, force: bool) -> tuple[Path, str]:
+    """Copy a built-in config file for the user to edit (to a file, or into a folder when `target` is one
+    or ends with a slash); its new path and how to use it."""
+    option = find_option(key, [])
     group_parts = option.group.split("/") if option.group else []
-    if destination.is_dir() or str(destination).endswith("/"):
+    destination = Path(target)
+    if destination.is_dir() or target.endswith(("/", os.sep)):
         # A folder: my_conf/ -> my_conf/model/cnn.yaml, and my_conf/model/ -> my_conf/model/cnn.yaml
         if group_parts and destination.name != group_parts[-1]:
             destination = destination.joinpath(*group_parts)

@@ -188,6 +188,9 @@ def launch(num_processes: int, function: Callable[..., Any], *args: Any) -> Any:
     launcher_log = logging.getLogger("torch.distributed.elastic.multiprocessing.api")
     launcher_log.addFilter(quiet_dlx_exits)
     with tempfile.TemporaryDirectory(prefix="dlx-ranks-") as logs:  # the ranks' error files, read on failure
+        # After passing a signal on, the agent waits this long for the ranks to finish their step and save
+        # before it kills them (30 s by default: too short to save a large model).
+        os.environ.setdefault("TORCH_ELASTIC_SHUTDOWN_TIMEOUT", "300")
         config = LaunchConfig(min_nodes=1, max_nodes=1, nproc_per_node=num_processes, run_id=uuid.uuid4().hex,
                               rdzv_backend="c10d", rdzv_endpoint="localhost:0",  # as torchrun --standalone
                               max_restarts=0, logs_specs=DefaultLogsSpecs(log_dir=logs),
@@ -227,7 +230,9 @@ def agree_on_run_dir(args: list[str]) -> list[str]:
     world = join_world()
     override = [folder_override(args) if world.is_main else None]
     dist.broadcast_object_list(override, src=0)
-    return args if override[0] is None else [*args, override[0]]
+    args = args if override[0] is None else [*args, override[0]]
+    # Hydra's own record of the job (.hydra/) is written by rank 0 alone, like everything in the run folder.
+    return args if world.is_main else [*args, "hydra.output_subdir=null"]
 
 
 def folder_override(args: list[str]) -> str | None:

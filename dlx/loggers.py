@@ -3,46 +3,53 @@ a CSV file, TensorBoard, MLflow. Chosen with `logger=csv`, `logger=[csv,tensorbo
 
 Each logger is a plain class whose constructor arguments are its YAML keys, with four methods the run calls:
 start(run_dir, config, resumed_step), log_metrics(row), log_image(tag, path, step), finish(status, summary).
-The libraries are imported in start(), so choosing no logger costs nothing; `requires` names the module and
-the pip extra that provides it, checked before the run starts.
+The libraries are imported in start(), so choosing no logger costs nothing; REQUIREMENTS names each one's
+module and pip extra, checked before the run starts. MLflowLogger.prepare() creates its store and experiment
+once before a sweep's jobs start.
 """
 
 import csv
+import io
 import os
+import time
 from pathlib import Path
 from typing import Any
 
 from dlx.errors import DlxError
 
 NON_METRIC_KEYS = ("step", "epoch", "split")
+FIELDS = ["step", "epoch", "split", "name", "value"]  # metrics.csv's columns
+# The module each logger needs, and the pip extra that installs it.
+REQUIREMENTS = {"dlx.loggers.TensorBoardLogger": ("tensorboard", "tensorboard"),
+                "dlx.loggers.MLflowLogger": ("mlflow", "mlflow")}
 
 
 class CSVLogger:
     """metrics.csv in the run folder, one row per value: step, epoch, split, name, value (a long table
     appends cleanly whatever metrics a split has; pandas' pivot makes it wide)."""
 
-    requires = None
-
     def __init__(self, filename: str = "metrics.csv") -> None:
         self.filename = filename
 
     def start(self, run_dir: Path, config: dict[str, Any], resumed_step: int) -> None:
+        from dlx.metrics import write_text_atomically
+
         path = run_dir / self.filename
-        if resumed_step or not path.exists():
-            kept = [row for row in read_csv(path) if int(row["step"]) <= resumed_step and row["split"] != "test"]
-        else:
-            kept = []  # a fresh run in a folder that had one: start over, as metrics.jsonl does
-        self.file = open(path, "w", newline="", encoding="utf-8")
-        self.writer = csv.DictWriter(self.file, fieldnames=["step", "epoch", "split", "name", "value"])
-        self.writer.writeheader()
-        self.writer.writerows(kept)
-        self.file.flush()
+        # What a resumed run keeps: the rows up to its checkpoint (it logs the later ones again), as in
+        # metrics.jsonl; rewritten beside the file and renamed over it, so a crash here loses nothing.
+        kept = [row for row in read_csv(path) if int(row["step"]) <= resumed_step and row["split"] != "test"]
+        text = io.StringIO()
+        writer = csv.DictWriter(text, fieldnames=FIELDS)
+        writer.writeheader()
+        writer.writerows(kept)
+        write_text_atomically(path, text.getvalue())
+        self.file = open(path, "a", newline="", encoding="utf-8")
+        self.writer = csv.DictWriter(self.file, fieldnames=FIELDS)
 
     def log_metrics(self, row: dict[str, Any]) -> None:
         for name, value in row.items():
             if name not in NON_METRIC_KEYS:
-                self.writer.writerow({"step": row["step"], "epoch": row.get("epoch"), "split": row["split"],
-                                      "name": name, "value": value})
+                self.writer.writerow(dict(zip(FIELDS, (row["step"], row.get("epoch"), row["split"], name, value))))
         self.file.flush()
 
     def log_image(self, tag: str, path: Path, step: int) -> None:
@@ -62,8 +69,6 @@ def read_csv(path: Path) -> list[dict[str, str]]:
 class TensorBoardLogger:
     """TensorBoard event files in RUN/tensorboard (`tensorboard --logdir outputs` shows every run): each
     metric as a scalar named split/metric, and the GAN's sample grids as images."""
-
-    requires = ("tensorboard", "tensorboard")
 
     def __init__(self, log_dir: str | None = None) -> None:
         self.log_dir = log_dir
@@ -99,32 +104,53 @@ class MLflowLogger:
     deprecated). `mlflow ui --backend-store-uri sqlite:///outputs/mlflow.db` browses it.
     """
 
-    requires = ("mlflow", "mlflow")
-
     def __init__(self, tracking_uri: str | None = None, experiment_name: str = "dlx",
                  log_checkpoint: bool = True) -> None:
         self.tracking_uri = tracking_uri
         self.experiment_name = experiment_name
         self.log_checkpoint = log_checkpoint
 
+    def prepare(self, output_root: str) -> str:
+        """Create the store (a new SQLite file is migrated on first use) and the experiment; return its id.
+        A sweep calls this once before its jobs start, so parallel jobs (joblib) do not race to create them."""
+        import mlflow
+
+        uri = os.environ.get("MLFLOW_TRACKING_URI") or self.tracking_uri or \
+            f"sqlite:///{Path(output_root).resolve() / 'mlflow.db'}"
+        self.client = mlflow.MlflowClient(tracking_uri=uri)
+        experiment = self.client.get_experiment_by_name(self.experiment_name)
+        if experiment is not None:
+            return experiment.experiment_id
+        try:
+            return self.client.create_experiment(self.experiment_name)
+        except mlflow.exceptions.MlflowException:  # another process created it in between
+            return self.client.get_experiment_by_name(self.experiment_name).experiment_id
+
     def start(self, run_dir: Path, config: dict[str, Any], resumed_step: int) -> None:
         import mlflow
 
         self.run_dir = run_dir
-        uri = os.environ.get("MLFLOW_TRACKING_URI") or self.tracking_uri or \
-            f"sqlite:///{Path(config.get('output_root', 'outputs')).resolve() / 'mlflow.db'}"
-        self.client = mlflow.MlflowClient(tracking_uri=uri)
+        experiment_id = self.prepare(config.get("output_root", "outputs"))
         id_file = run_dir / "mlflow_run_id"
-        if id_file.exists():  # a resumed run continues its MLflow run
+        if resumed_step and id_file.exists():  # a resumed run continues its MLflow run
             self.run_id = id_file.read_text().strip()
-            self.client.update_run(self.run_id, status="RUNNING")
-            return
-        experiment = self.client.get_experiment_by_name(self.experiment_name)
-        experiment_id = experiment.experiment_id if experiment else self.client.create_experiment(self.experiment_name)
+            try:
+                self.client.update_run(self.run_id, status="RUNNING")
+                # MLflow cannot delete metric values: the interrupted attempt's steps after the checkpoint
+                # stay beside the resumed run's (metrics.jsonl has only the latter).
+                self.client.set_tag(self.run_id, "dlx.resumed_at_step", str(resumed_step))
+                return
+            except mlflow.exceptions.MlflowException as err:
+                from dlx.progress import logger
+
+                logger.warning(f"Warning: MLflow run {self.run_id} of this folder is not in {self.client.tracking_uri} "
+                               f"({err.error_code}): logging to a new MLflow run")
         self.run_id = self.client.create_run(experiment_id, run_name=run_dir.name,
                                              tags={"dlx.run_dir": str(run_dir)}).info.run_id
         id_file.write_text(self.run_id + "\n")
-        params = flatten(config)
+        from dlx.resume import flatten
+
+        params = list(flatten(config).items())
         for begin in range(0, len(params), 100):  # MLflow takes at most 100 parameters per call
             batch = [mlflow.entities.Param(key, str(value)[:6000]) for key, value in params[begin : begin + 100]]
             self.client.log_batch(self.run_id, params=batch)
@@ -132,7 +158,8 @@ class MLflowLogger:
     def log_metrics(self, row: dict[str, Any]) -> None:
         import mlflow
 
-        metrics = [mlflow.entities.Metric(f"{row['split']}/{name}", float(value), int(time_ms()), row["step"])
+        now_ms = int(time.time() * 1000)
+        metrics = [mlflow.entities.Metric(f"{row['split']}/{name}", float(value), now_ms, row["step"])
                    for name, value in row.items() if name not in NON_METRIC_KEYS and value is not None]
         self.client.log_batch(self.run_id, metrics=metrics)
 
@@ -149,25 +176,12 @@ class MLflowLogger:
             status, "FAILED"))
 
 
-def time_ms() -> float:
-    import time
-
-    return time.time() * 1000
-
-
-def flatten(node: Any, prefix: str = "") -> list[tuple[str, Any]]:
-    if isinstance(node, dict):
-        return [item for key, value in node.items() for item in flatten(value, f"{prefix}{key}.")]
-    return [(prefix.rstrip("."), node)]
-
-
 def check_installed(logger_configs: dict[str, Any]) -> None:
     """Before a run starts: each chosen logger's library must be importable, else say which extra to install."""
     import importlib
 
     for name, cfg in (logger_configs or {}).items():
-        module, _, class_name = str(cfg.get("_target_", "")).rpartition(".")
-        requires = getattr(globals().get(class_name), "requires", None) if module == __name__ else None
+        requires = REQUIREMENTS.get(cfg.get("_target_"))
         if not requires:
             continue
         try:

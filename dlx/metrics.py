@@ -80,7 +80,11 @@ def write_json_atomically(path: Path, value: Any) -> None:
 
 
 def write_text_atomically(path: Path, text: str) -> None:
-    """Readers see the old file or the new one, never half of it: written beside it, then renamed over it."""
-    temporary = path.with_name(f".{path.name}.tmp")
-    temporary.write_text(text, encoding="utf-8")
+    """Readers see the old file or the new one, never half of it, even after a crash: written beside it (a name
+    of this process's own), flushed to disk, then renamed over it."""
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    with open(temporary, "w", encoding="utf-8") as file:
+        file.write(text)
+        file.flush()
+        os.fsync(file.fileno())
     os.replace(temporary, path)

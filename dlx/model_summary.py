@@ -27,7 +27,8 @@ def summarize(model: nn.Module, input_shape: list[int], device: str) -> list[tup
     model.eval()  # batch norm in training mode would update its statistics (and refuses a batch of one)
     statistics = []
     for name, network, size in parts:
-        with torch.random.fork_rng(devices=[]):  # a summary must not change the run's random numbers
+        # A summary must not change the run's random numbers (torchinfo draws its input on the device).
+        with torch.random.fork_rng(devices=[torch.device(device)] if device.startswith("cuda") else []):
             statistics.append((name, torchinfo.summary(network, input_size=size, device=device, verbose=0, depth=8,
                                                        col_names=("output_size", "num_params"))))
     model.train(was_training)

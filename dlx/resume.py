@@ -48,12 +48,17 @@ def find_checkpoint(setting: str, run_dir: Path) -> tuple[Path, dict[str, Any]] 
     return max(loaded, key=lambda item: item[1]["state"]["step"])
 
 
+def changes_training(key: str) -> bool:
+    """False for the keys that only steer resuming, logging or where a run runs."""
+    return key not in RESUME_KEYS_IGNORED and key != "logger" and not key.startswith("logger.")
+
+
 def config_changes(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
-    """'key: old -> new' for every leaf that differs, ignoring the keys that only steer resuming."""
+    """'key: old -> new' for every leaf that differs, ignoring the keys that do not change the training."""
     before, after = flatten(old), flatten(new)
     changes = []
     for key in sorted(set(before) | set(after)):
-        if key not in RESUME_KEYS_IGNORED and before.get(key, "<absent>") != after.get(key, "<absent>"):
+        if changes_training(key) and before.get(key, "<absent>") != after.get(key, "<absent>"):
             changes.append(f"{key}: {before.get(key, '<absent>')!r} -> {after.get(key, '<absent>')!r}")
     return changes
 

@@ -52,7 +52,7 @@ def start_run(trainer: DictConfig, world: World) -> str:
     if trainer.threads:
         torch.set_num_threads(trainer.threads)
     elif world.size > 1 and device == "cpu":  # the processes on this machine share its cores
-        torch.set_num_threads(max(1, (os.cpu_count() or 1) // world.local_size))
+        torch.set_num_threads(max(1, len(os.sched_getaffinity(0)) // world.local_size))
     return device
 
 
@@ -106,10 +106,9 @@ def train(cfg: DictConfig, run_dir: Path, choices: dict[str, str], overrides: li
                     f"{len(data.train[0]):,} training, {len(data.val[0]):,} validation, {len(data.test[0]):,} test "
                     f"samples; {schedule.total_steps:,} steps of {batches}")
         if world.is_main:
-            save_and_show(summarize(model, data.input_shape, device), run_dir / "model_summary.txt", console)
+            show_model_summary(model, data.input_shape, device, run_dir, console)
         state = TrainState()
-        # Every rank reads the checkpoint itself: on several machines, keep the run folder on a shared disk.
-        found = find_checkpoint(cfg.trainer.resume, run_dir) if cfg.trainer.resume else None
+        found = resume_point(cfg.trainer.resume, run_dir, world)
         if found:
             state = restore(*found, config, cfg.trainer.resume_allow_changes, model, optimizers, schedulers, device)
             if len(found[1].get("rng_per_rank", [])) == world.size > 1:
@@ -165,6 +164,30 @@ def train(cfg: DictConfig, run_dir: Path, choices: dict[str, str], overrides: li
         if world.is_main:
             write_json_atomically(run_dir / "summary.json", summary)
         finish_loggers(loggers, summary)
+
+
+def resume_point(setting: str | None, run_dir: Path, world: World) -> tuple[Path, dict[str, Any]] | None:
+    """The checkpoint trainer.resume names, chosen by rank 0 (resume=auto skips damaged files, and two ranks
+    must not choose differently) and read by every rank: on several machines, keep the run folder on a shared
+    disk."""
+    if not setting:
+        return None
+    found = find_checkpoint(setting, run_dir) if world.is_main else None
+    if world.size == 1:
+        return found
+    chosen = world.gather(str(found[0]) if found else None)[0]
+    if world.is_main or chosen is None:
+        return found
+    return Path(chosen), load_checkpoint(Path(chosen))
+
+
+def show_model_summary(model: torch.nn.Module, input_shape: list[int], device: str, run_dir: Path,
+                       console: Any) -> None:
+    """The model table: a help, not a requirement; a model torchinfo cannot trace still trains."""
+    try:
+        save_and_show(summarize(model, input_shape, device), run_dir / "model_summary.txt", console)
+    except Exception as err:
+        logger.warning(f"Warning: no model summary ({type(err).__name__}: {err}); training goes on.")
 
 
 def start_loggers(cfg: DictConfig, run_dir: Path, config: dict[str, Any], resumed_step: int) -> list[Any]:

@@ -47,9 +47,14 @@ class Run:
 
 
 def read_summary(run_dir: Path) -> dict[str, Any] | None:
+    return read_json(run_dir / "summary.json")
+
+
+def read_json(path: Path) -> dict[str, Any] | None:
+    """The file's JSON, or None when it is missing or unreadable (a run not started yet)."""
     try:
-        return json.loads((run_dir / "summary.json").read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError):  # no run yet, or written by a process killed in between
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
         return None
 
 

@@ -178,7 +178,10 @@ def test_ls_cat_cp_find_and_copy_the_built_in_configs(tmp_path: Path) -> None:
     listed = json.loads(dlx("ls", "--json", cwd=tmp_path).stdout)
     shipped = {(p.parent.relative_to(config_dir()).as_posix(), p.stem) for p in config_dir().rglob("*.yaml")
                if p.parent != config_dir() and p.parent.name != "help"}
-    assert {(o["group"], o["option"]) for o in listed} == shipped
+    plugins = {("hydra/launcher", name) for name in ("basic", "joblib", "submitit_local", "submitit_slurm")}
+    plugins |= {("hydra/sweeper", "basic"), ("hydra/sweeper", "optuna")}  # options Hydra's plugins define in code
+    assert {(o["group"], o["option"]) for o in listed} == shipped | plugins
+    assert all(o["path"] is None for o in listed if (o["group"], o["option"]) in plugins)
     assert all(o["description"] and "dlx train" not in o["description"] for o in listed)
     assert {(o["group"], o["option"]) for o in listed if o["default"]} >= {("model", "ffn"), ("dataset", "digits")}
     assert "Convolutional network." in dlx("ls", "model", cwd=tmp_path).stdout
@@ -196,6 +199,9 @@ def test_ls_cat_cp_find_and_copy_the_built_in_configs(tmp_path: Path) -> None:
     assert "--force" in failing("cp", "model/cnn", "my_conf/model/my_cnn.yaml", cwd=tmp_path)
     assert (tmp_path / "my_conf/model/my_cnn.yaml").read_text() == "# mine\n"
     dlx("cp", "model/cnn", "my_conf/model/my_cnn.yaml", "--force", cwd=tmp_path)
+    into_folder = dlx("cp", "model/gan", "new_conf/model/", cwd=tmp_path)  # a folder not made yet
+    assert "new_conf/model/gan.yaml" in into_folder.stdout and (tmp_path / "new_conf/model/gan.yaml").exists()
+    assert "defined in code by a Hydra plugin" in failing("cp", "hydra/launcher/joblib", "x.yaml", cwd=tmp_path)
     (tmp_path / "my_conf/model/my_cnn.yaml").write_text(
         (tmp_path / "my_conf/model/my_cnn.yaml").read_text().replace("channels: [16, 32]", "channels: [4, 8]"))
     composed = dlx("train", "--config-dir=my_conf", "model=my_cnn", "--cfg", "job", cwd=tmp_path).stdout

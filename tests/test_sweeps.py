@@ -76,7 +76,7 @@ def test_a_failed_job_is_reported_and_the_others_complete(workdir: Path) -> None
     rows = {row["run"]: row for row in sweep_summary(workdir / "sw")["rows"]}
     assert rows["1"]["status"] == "failed" and "val_fraction=-1 must be a fraction" in rows["1"]["error"]
     assert rows["0"]["status"] == rows["2"]["status"] == "completed"
-    assert "1 of 3 job(s) failed (job 1)" in result.stderr
+    assert "1 of 3 job(s) did not complete (job 1: failed)" in result.stderr
 
 
 def test_dry_run_lists_and_checks_every_job_without_creating_anything(workdir: Path) -> None:
@@ -104,7 +104,8 @@ def test_an_interrupted_sweep_continues_where_it_stopped(workdir: Path) -> None:
     finally:
         process.kill()
     assert process.returncode == 128 + signal.SIGINT
-    assert "Continue it with: dlx train -m trainer.seed=1,2,3" in err and "hydra.sweep.dir=sw" in err
+    assert "Continue it (finished jobs are skipped) with: dlx train -m trainer.seed=1,2,3" in err
+    assert "hydra.sweep.dir=sw" in err
     assert status_of(sweep / "1") == "interrupted" and not (sweep / "2").exists()
     finished = (sweep / "0" / "summary.json").read_text()
 
@@ -138,22 +139,27 @@ def test_continuing_a_sweep_whose_config_files_changed_is_refused(workdir: Path)
 
 def test_optuna_search_reports_the_best_job_and_its_study_continues(workdir: Path) -> None:
     storage = f"sqlite:///{workdir / 'study.db'}"
-    common = ["train", "-m", "hparams_search=ffn_digits", "trainer.max_epochs=2", f"hydra.sweeper.storage={storage}"]
-    dlx(*common, "hydra.sweeper.n_trials=4", "hydra.sweep.dir=search1", cwd=workdir)
+    # batch size 0 is impossible: the trials that draw it fail, and the search goes on around them.
+    common = ["train", "-m", "hparams_search=ffn_digits", "trainer.max_epochs=2", "trainer.batch_size=choice(32,0)",
+              f"hydra.sweeper.storage={storage}"]
+    failed = dlx(*common, "hydra.sweeper.n_trials=5", "hydra.sweep.dir=search1", cwd=workdir, expect=2)
+    assert "did not complete" in failed.stderr and "trainer.batch_size=0 is impossible" in failed.stderr
     results = yaml.safe_load((workdir / "search1" / "optimization_results.yaml").read_text())
     summary = sweep_summary(workdir / "search1")
-    assert len(summary["rows"]) == 4 and {row["status"] for row in summary["rows"]} == {"completed"}
+    statuses = [row["status"] for row in summary["rows"]]
+    assert len(statuses) == 5 and "failed" in statuses and statuses.count("completed") >= 2
     best = summary["rows"][0]
     assert best["best val/acc"] == results["best_value"] == summary["best"]["value"]
+    ran_with = dict(o.split("=", 1) for o in summary_of(workdir / "search1" / best["run"])["overrides"])
     for name, value in results["best_params"].items():  # the best job ran with Optuna's best parameters
-        assert best[name] == str(value), (name, best, results)
+        assert ran_with[name] == str(value), (name, ran_with, results)
 
     # The same storage and study name continue the study, in a new sweep folder.
-    dlx(*common, "hydra.sweeper.n_trials=2", "hydra.sweep.dir=search2", cwd=workdir)
+    dlx(*common, "hydra.sweeper.n_trials=2", "hydra.sweep.dir=search2", cwd=workdir, expect=None)
     import optuna
 
     study = optuna.load_study(study_name="ffn_digits", storage=storage)
-    assert len(study.trials) == 6
+    assert len(study.trials) == 7
 
 
 def test_a_search_in_the_wrong_direction_stops_with_a_fix(workdir: Path) -> None:
