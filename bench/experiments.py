@@ -76,23 +76,24 @@ def gan_score(gan: Path, classifier: Path, cwd: str) -> dict:
 
 
 def table() -> str:
-    rows = ["| experiment | command | published | dlx test accuracy (3 seeds) | wall time per run | machine |",
+    rows = ["| experiment | command | published | dlx, test split: mean ± sd over seeds | wall time per run | machine |",
             "| --- | --- | --- | --- | --- | --- |"]
-    for folder in sorted(path for path in RESULTS.iterdir() if path.is_dir()):
-        runs = [json.loads(path.read_text()) for path in sorted(folder.glob("seed_*.json"))]
+    for name in sorted(path.stem for path in (ROOT / "conf" / "experiment").glob("*.yaml")):
+        runs = [json.loads(path.read_text()) for path in sorted((RESULTS / name).glob("seed_*.json"))]
+        published = f"{100 * PUBLISHED[name]:.2f}%" if name in PUBLISHED else "—"
         if not runs:
+            rows.append(f"| {name} | `dlx train +experiment={name} dataset.root=...` | {published} | not measured here "
+                        "(no MNIST on this machine) | | |")
             continue
-        name = folder.name
         times = [run["end_to_end_s"] for run in runs]
         if "gan_score" in runs[0]:
             scores = [run["gan_score"]["classifier_score"] for run in runs]
             entropy = [run["gan_score"]["class_entropy"] for run in runs]
             result = (f"classifier score {statistics.mean(scores):.2f} ± {spread(scores):.2f}, class entropy "
-                      f"{statistics.mean(entropy):.2f}")
+                      f"{statistics.mean(entropy):.2f} (n={len(runs)})")
         else:
             accuracy = [run["test"]["acc"] for run in runs]
             result = f"{100 * statistics.mean(accuracy):.2f}% ± {100 * spread(accuracy):.2f} (n={len(runs)})"
-        published = f"{100 * PUBLISHED[name]:.2f}%" if name in PUBLISHED else "—"
         rows.append(f"| {name} | `dlx train +experiment={name} dataset.root=...` | {published} | {result} | "
                     f"{statistics.mean(times):.0f} s (end to end) | {runs[0]['machine']} |")
     return "\n".join(rows) + "\n"

@@ -105,8 +105,15 @@ def preflight(args: list[str], check_values: bool, keep_going: bool = False) -> 
     config_name = parsed.config_name or "train"
     check_overrides_parse(parsed.overrides)
     with hydra_session(parsed.config_dir) as hydra:
-        master = compose_or_explain(hydra, config_name, parsed.overrides,
-                                    RunMode.MULTIRUN if parsed.multirun else RunMode.RUN)
+        try:
+            master = compose_or_explain(hydra, config_name, parsed.overrides,
+                                        RunMode.MULTIRUN if parsed.multirun else RunMode.RUN)
+        except DlxError as err:
+            if parsed.multirun and any(is_sweep(o) for o in parsed.overrides):
+                raise DlxError(f"{err} In a sweep, Hydra first composes the config the jobs share, without the swept "
+                               "options (+experiment=a,b): a key that only those options define must be set with "
+                               "++ (++dataset.root=...).") from err
+            raise
         multirun = parsed.multirun or master.hydra.mode == RunMode.MULTIRUN
         plan = Plan(multirun, str(master.hydra.sweep.dir if multirun else master.hydra.run.dir),
                     master.hydra.sweeper._target_)
