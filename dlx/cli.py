@@ -97,9 +97,9 @@ def run_train(args: list[str]) -> int:
 
 def warn_about_invalid_jobs(plan: Any) -> None:
     """A sweep runs even if some of its jobs have a bad value (they fail alone); say so before it starts."""
-    from dlx.runs import Run, differing_overrides, split_override
+    from dlx.runs import differing_overrides, split_override
 
-    keys = differing_overrides([Run(name="", status="", overrides=job) for job in plan.jobs])
+    keys = differing_overrides(plan.jobs)
     for number, error in enumerate(plan.errors):
         if error is not None:
             differs = [o for o in plan.jobs[number] if split_override(o)[0] in keys]
@@ -152,7 +152,7 @@ def print_plan(plan: Any) -> int:
     from rich.markup import escape
     from rich.table import Table
 
-    from dlx.runs import Run, differing_overrides, wide_console
+    from dlx.runs import differing_overrides, wide_console
 
     console = wide_console()
     if plan is None:
@@ -162,7 +162,7 @@ def print_plan(plan: Any) -> int:
         for key, space in plan.search_space.items():
             console.print(f"  {escape(key)}: {escape(space)}")
         console.print(f"The config the trials start from is {'valid' if plan.errors[0] is None else 'invalid'}:")
-    keys = differing_overrides([Run(name=str(i), status="", overrides=job) for i, job in enumerate(plan.jobs)])
+    keys = differing_overrides(plan.jobs)
     table = Table(title=f"{len(plan.jobs)} job(s) in {plan.folder} (dry run: nothing created)", title_justify="left")
     for column in ["job", *keys, "config"]:
         table.add_column(column, overflow="fold")

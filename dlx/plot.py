@@ -78,7 +78,7 @@ def find_curves(paths: list[Path]) -> list[Curves]:
 
 def label_runs(curves: list[Curves]) -> None:
     """Each run's legend label: the overrides whose values differ between the runs, else its folder."""
-    keys = differing_overrides([c.run for c in curves])
+    keys = differing_overrides([c.run.overrides for c in curves])
     for c in curves:
         values = dict(split_override(o) for o in c.run.overrides)
         c.label = " ".join(f"{key}={values[key]}" for key in keys if key in values) or c.folder.name

@@ -85,10 +85,10 @@ def best_first(runs: list[Run]) -> list[Run]:
     return scored + [run for run in runs if not run.has_score]
 
 
-def differing_overrides(runs: list[Run]) -> list[str]:
-    """The override keys whose values are not the same in every run, in the order they first appear."""
+def differing_overrides(jobs: list[list[str]]) -> list[str]:
+    """The override keys whose values are not the same in every job's overrides, in the order they first appear."""
     values: dict[str, set[str | None]] = {}
-    parsed = [dict(split_override(o) for o in run.overrides) for run in runs]
+    parsed = [dict(split_override(o) for o in overrides) for overrides in jobs]
     for overrides in parsed:
         for key in overrides:
             values.setdefault(key, set())
@@ -113,7 +113,7 @@ def split_override(override: str) -> tuple[str, str]:
 def table_rows(runs: list[Run], groups: tuple[str, ...] = ()) -> tuple[list[str], list[dict[str, Any]]]:
     """Column names and one dict per run: what the printed table, summary.csv and summary.json share.
     `groups` adds a column per config group (model, dataset) with each run's choice."""
-    keys = [key for key in differing_overrides(runs) if key not in groups]
+    keys = [key for key in differing_overrides([run.overrides for run in runs]) if key not in groups]
     metrics = sorted({run.metric for run in runs if run.metric})
     tests = sorted({name for run in runs for name in run.test})
     columns = ["run", *groups, *keys, *(f"best {m}" for m in metrics), *(f"test/{t}" for t in tests),
