@@ -51,6 +51,12 @@ class TrainerConfig:
 
 
 @dataclass
+class AugmentConfig:
+    hflip: bool = False  # mirror each training image left to right with probability 1/2
+    shift: int = 0  # move each training image by up to this many pixels along each axis
+
+
+@dataclass
 class TrainConfig:
     model: Any = MISSING
     dataset: Any = MISSING
@@ -59,6 +65,7 @@ class TrainConfig:
     scheduler: Any = None
     logger: Any = None  # {name: logger config}: where metrics go besides metrics.jsonl
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
+    augment: AugmentConfig = field(default_factory=AugmentConfig)  # random changes to training images
     output_root: str = "outputs"
 
 
@@ -130,6 +137,8 @@ def check_config(cfg: DictConfig) -> None:
     except OmegaConfBaseException as err:
         raise DlxError(explain_omegaconf_error(err)) from err
     check_trainer(cfg.trainer)
+    if cfg.get("augment") is not None and cfg.augment.shift < 0:
+        raise DlxError(f"augment.shift={cfg.augment.shift} must be 0 (no shifts) or a number of pixels, e.g. 2.")
     if "lr" in cfg.optimizer and not number("optimizer.lr", cfg.optimizer.lr) > 0:
         raise DlxError(f"optimizer.lr={cfg.optimizer.lr} is not a learning rate: it must be greater than 0 "
                        "(typical values: 0.1 for SGD, 1e-3 for Adam).")

@@ -8,6 +8,7 @@ costs anything. torch is imported inside the functions: the CLI imports this mod
 trains.
 """
 
+import functools
 import hashlib
 import logging
 import os
@@ -102,8 +103,18 @@ class World:
         import torch.distributed as dist
 
         values: list[Any] = [None] * self.size
-        dist.all_gather_object(values, value)
+        dist.all_gather_object(values, value, group=object_group())
         return values
+
+
+@functools.cache
+def object_group() -> Any:
+    """The ranks' group for pickled objects, over gloo. On GPUs the default group would send them through NCCL,
+    which first needs each rank on its own GPU: checking that they are (device_of_rank) must not depend on it.
+    Created by every rank at its first object collective, which all ranks reach together."""
+    import torch.distributed as dist
+
+    return dist.new_group(backend="gloo")
 
 
 def launched_as_rank() -> bool:
@@ -229,7 +240,7 @@ def agree_on_run_dir(args: list[str]) -> list[str]:
 
     world = join_world()
     override = [folder_override(args) if world.is_main else None]
-    dist.broadcast_object_list(override, src=0)
+    dist.broadcast_object_list(override, src=0, group=object_group())
     args = args if override[0] is None else [*args, override[0]]
     # Hydra's own record of the job (.hydra/) is written by rank 0 alone, like everything in the run folder.
     return args if world.is_main else [*args, "hydra.output_subdir=null"]

@@ -25,6 +25,7 @@ from omegaconf import DictConfig
 from torch import nn
 
 from dlx import __version__
+from dlx.augment import Augment
 from dlx.checkpoint import FORMAT_VERSION, capture_rng_state, save_checkpoint
 from dlx.data import DataSplits
 from dlx.distributed import World
@@ -119,12 +120,14 @@ def fit(
     state: TrainState,
     stop_requested: Callable[[], int],
     world: World,
+    augment: Augment | None = None,
 ) -> TrainState:
     """Train until the planned number of steps, validating and checkpointing on the way.
 
     `state` may come from a checkpoint: training then continues at its step, inside its epoch, in the same
     sample order. `stop_requested()` returns a signal number once the user asked to stop (SIGINT, SIGTERM):
-    the current step finishes, last.ckpt is written, and Interrupted is raised.
+    the current step finishes, last.ckpt is written, and Interrupted is raised. `augment` (flips, shifts)
+    changes each training batch before the model sees it.
     """
     x_train, y_train = data.train  # prepared by the task, on the device
     schedule = Schedule.plan(trainer, len(x_train), world.size)
@@ -196,8 +199,9 @@ def fit(
         order = order[world.rank : len(order) - len(order) % world.size : world.size]
         for batch in range(state.batch_in_epoch, schedule.steps_per_epoch):
             index = order[batch * batch_size : (batch + 1) * batch_size]
+            inputs = augment(x_train[index]) if augment else x_train[index]
             with mixed_precision:
-                values = task.train_step(train_model, x_train[index], y_train[index], update)
+                values = task.train_step(train_model, inputs, y_train[index], update)
             state.step += 1
             state.batch_in_epoch = batch + 1
             # Under on_nonfinite=skip (one synchronisation per step already), a skipped step is not logged.

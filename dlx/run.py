@@ -21,6 +21,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from dlx import __version__
+from dlx.augment import build_augment
 from dlx.build import build_data, build_loggers, build_model, build_optimizers, build_schedulers, build_task
 from dlx.checkpoint import load_checkpoint, restore_rng_state
 from dlx.compose import explain_omegaconf_error
@@ -91,6 +92,7 @@ def train(cfg: DictConfig, run_dir: Path, choices: dict[str, str], overrides: li
         data = build_data(cfg)
         task = build_task(cfg, data, device)
         model = build_model(cfg, task, data).to(device)
+        augment = build_augment(cfg.get("augment"), data)
         data = prepare(data, task.inputs, device)
         optimizers = build_optimizers(cfg, task, model)
         schedule = Schedule.plan(cfg.trainer, len(data.train[0]), world.size)
@@ -124,7 +126,7 @@ def train(cfg: DictConfig, run_dir: Path, choices: dict[str, str], overrides: li
         with MetricsLog(run_dir / "metrics.jsonl" if world.is_main else Path(os.devnull), loggers) as metrics_log:
             with TrainingProgress(schedule.total_steps, state.step, console) as progress, stop_on_signals() as stop:
                 state = fit(model, task, optimizers, schedulers, data, cfg.trainer, config, run_dir, device,
-                            metrics_log, progress, state, stop, world)
+                            metrics_log, progress, state, stop, world, augment)
             if world.size > 1:
                 summary["distributed"] = check_same_weights(model, world, device)
             test = test_best_checkpoint(run_dir, model, task, data, cfg, device, schedule, state, metrics_log, world)

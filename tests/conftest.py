@@ -26,9 +26,9 @@ def dlx(*args: str, cwd: Path, expect: int | None = 0, env: dict | None = None, 
     return result
 
 
-def start_dlx(args: list[str], cwd: Path, **kwargs) -> subprocess.Popen:
+def start_dlx(args: list[str], cwd: Path, env: dict | None = None, **kwargs) -> subprocess.Popen:
     """`python -m dlx ARGS` started in the background, for tests that signal or kill it."""
-    return subprocess.Popen([sys.executable, "-m", "dlx", *args], cwd=cwd, env=ENV, text=True,
+    return subprocess.Popen([sys.executable, "-m", "dlx", *args], cwd=cwd, env={**ENV, **(env or {})}, text=True,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, **kwargs)
 
 

@@ -23,6 +23,8 @@ RESUMABLE = {
     "ffn": ["model=ffn", "model.hidden_sizes=[256,256]", "model.dropout=0.2", "trainer.max_epochs=40"],
     "lstm": ["model=lstm", "model.hidden_size=32", "trainer.max_epochs=6"],
     "gan": ["model=gan", "trainer.max_epochs=20"],
+    # Flips and shifts are drawn from the generator that checkpoints restore: a resumed run draws the same ones.
+    "augmented_cnn": ["model=cnn", "augment.hflip=true", "augment.shift=1", "trainer.max_epochs=8"],
 }
 COMMON = ["trainer.checkpoint_every=5", "trainer.log_every=1", "trainer.eval_every=30"]
 
