@@ -41,6 +41,7 @@ class TrainerConfig:
     grad_clip: Optional[float] = None  # max gradient norm
     threads: Optional[int] = None  # torch intra-op threads; None: torch's default
     precision: str = "32"  # 32 | bf16-mixed: autocast to bfloat16 (CPU with AVX512-BF16/AMX, or a recent GPU)
+    deterministic: bool = False  # only reproducible kernels (cuDNN, cuBLAS on GPUs): exact reruns, a little slower
     monitor: MonitorConfig = field(default_factory=MonitorConfig)
     smoke: bool = False  # a couple of batches of everything, for CI
     patience: Optional[int] = None  # stop early after this many validations without improvement

@@ -42,13 +42,19 @@ SPLITS = ("train", "val", "test")
 
 
 def start_run(trainer: DictConfig, world: World) -> str:
-    """Seeds, threads and device, set once, here, at the start of a run."""
+    """Seeds, determinism, threads and device, set once, here, at the start of a run."""
     # Each rank its own dropout masks and noise; the sample order depends on trainer.seed alone, and DDP gives
     # every rank rank 0's initial weights.
     seed = trainer.seed + world.rank
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)
+    deterministic = trainer.get("deterministic", False)  # absent from the configs of checkpoints older than it
+    if deterministic:  # cuBLAS is reproducible only with a fixed workspace, set before its first use
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+    # Set either way: the jobs of a sweep share this process. An operation without a deterministic kernel is
+    # named in a warning rather than stopping the run.
+    torch.use_deterministic_algorithms(deterministic, warn_only=True)
     device = device_of_rank(resolve_device(trainer.device), world)
     if trainer.threads:
         torch.set_num_threads(trainer.threads)

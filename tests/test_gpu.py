@@ -1,9 +1,9 @@
 """The CUDA path, run where a GPU is: `pytest -m gpu` (skipped on machines without one, such as CI).
 
 Training on the GPU learns and `dlx eval` reproduces its numbers there and, within rounding, on the CPU; a run
-killed on the GPU resumes to bit-identical weights (the CUDA generator is checkpointed); parallel joblib jobs
-share the GPUs; data-parallel training uses NCCL where there are two GPUs and is refused clearly where there
-is one."""
+killed on the GPU resumes to bit-identical weights (the CUDA generator is checkpointed, and trainer.deterministic
+picks reproducible kernels); parallel joblib jobs share the GPUs; data-parallel training uses NCCL where there
+are two GPUs and is refused clearly where there is one."""
 
 import json
 import signal
@@ -16,8 +16,6 @@ from conftest import dlx, latest_run, start_dlx, summary_of, wait_for_step
 from dlx.checkpoint import load_checkpoint
 
 pytestmark = [pytest.mark.gpu, pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")]
-# cuBLAS picks reproducible kernels only with a fixed workspace (PyTorch's notes on reproducibility).
-DETERMINISTIC = {"CUBLAS_WORKSPACE_CONFIG": ":4096:8"}
 
 
 def test_cnn_learns_on_the_gpu_and_evaluates_the_same_there_and_on_the_cpu(workdir: Path) -> None:
@@ -36,20 +34,28 @@ def test_cnn_learns_on_the_gpu_and_evaluates_the_same_there_and_on_the_cpu(workd
     assert on_cpu["metrics"]["loss"] == pytest.approx(summary["test"]["loss"], rel=0.02)
 
 
-def test_a_run_killed_on_the_gpu_resumes_to_bit_identical_weights(workdir: Path) -> None:
-    # Dropout draws from the CUDA generator, so this fails unless its state is saved and restored.
-    args = ["train", "model=ffn", "model.hidden_sizes=[256,256]", "model.dropout=0.2", "trainer.device=cuda",
-            "trainer.max_epochs=150", "trainer.checkpoint_every=5", "trainer.log_every=1", "trainer.eval_every=30"]
-    dlx(*args, "hydra.run.dir=uninterrupted", cwd=workdir, env=DETERMINISTIC)
+# Dropout, augmentation and (for the CNN) cuDNN's convolutions: each breaks bit-identity unless the CUDA
+# generator is checkpointed and trainer.deterministic picks reproducible kernels.
+KILLABLE = {
+    "ffn": ["model=ffn", "model.hidden_sizes=[256,256]", "model.dropout=0.2", "trainer.max_epochs=150"],
+    "cnn": ["model=cnn", "augment.shift=1", "trainer.max_epochs=100"],
+}
 
-    process = start_dlx([*args, "hydra.run.dir=killed"], workdir, env=DETERMINISTIC)
+
+@pytest.mark.parametrize("family", sorted(KILLABLE))
+def test_a_run_killed_on_the_gpu_resumes_to_bit_identical_weights(family: str, workdir: Path) -> None:
+    args = ["train", *KILLABLE[family], "trainer.device=cuda", "trainer.deterministic=true",
+            "trainer.checkpoint_every=5", "trainer.log_every=1", "trainer.eval_every=30"]
+    dlx(*args, "hydra.run.dir=uninterrupted", cwd=workdir)
+
+    process = start_dlx([*args, "hydra.run.dir=killed"], workdir)
     wait_for_step(process, workdir / "killed" / "metrics.jsonl", 47)
     process.send_signal(signal.SIGKILL)
     process.communicate()
     killed_at = load_checkpoint(workdir / "killed" / "checkpoints" / "last.ckpt")["state"]["step"]
     assert 45 <= killed_at < summary_of(workdir / "uninterrupted")["steps"]
 
-    dlx(*args, "hydra.run.dir=killed", "trainer.resume=auto", cwd=workdir, env=DETERMINISTIC)
+    dlx(*args, "hydra.run.dir=killed", "trainer.resume=auto", cwd=workdir)
     expected = load_checkpoint(workdir / "uninterrupted" / "checkpoints" / "last.ckpt")["model"]
     resumed = load_checkpoint(workdir / "killed" / "checkpoints" / "last.ckpt")["model"]
     for key in expected:

@@ -242,3 +242,23 @@ def test_cnn_on_real_fashion_mnist(workdir: Path) -> None:
     assert summary["test"]["acc"] > 0.85
     evaluated = json.loads(dlx("eval", str(run / "checkpoints" / "best.ckpt"), "--json", cwd=workdir).stdout)
     assert evaluated["metrics"] == summary["test"] and evaluated["samples"] == 10_000
+
+
+def test_deterministic_is_set_for_each_run_of_a_process() -> None:
+    # The jobs of a sweep share one process: a job without trainer.deterministic must not inherit it.
+    from omegaconf import OmegaConf
+
+    from dlx.config import TrainerConfig
+    from dlx.distributed import World
+    from dlx.run import start_run
+
+    trainer = OmegaConf.structured(TrainerConfig(device="cpu"))
+    try:
+        trainer.deterministic = True
+        start_run(trainer, World())
+        assert torch.are_deterministic_algorithms_enabled()
+        trainer.deterministic = False
+        start_run(trainer, World())
+        assert not torch.are_deterministic_algorithms_enabled()
+    finally:
+        torch.use_deterministic_algorithms(False)
