@@ -18,6 +18,10 @@ from dlx.progress import logger
 RESUME_KEYS_IGNORED = {"trainer.resume", "trainer.resume_allow_changes", "trainer.device", "trainer.threads",
                        "trainer.checkpoint_every", "trainer.log_every", "trainer.eval_every", "trainer.eval_batch_size",
                        "trainer.patience", "output_root"}
+# Keys that later versions of dlx added, with the value that reproduces what older versions did: a checkpoint
+# whose config lacks one was trained with that value, so resuming it with that value changes nothing.
+ADDED_KEYS_DEFAULTS = {"trainer.devices": 1, "trainer.precision": "32", "trainer.deterministic": False,
+                       "augment.hflip": False, "augment.shift": 0}
 # Scheduler arguments that dlx fills with the run's length: a resumed schedule cannot be stretched.
 SCHEDULE_LENGTHS = ("scheduler.T_max", "scheduler.total_steps", "scheduler.total_iters")
 # Newest first: what resume=auto tries in a run folder.
@@ -55,7 +59,7 @@ def changes_training(key: str) -> bool:
 
 def config_changes(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
     """'key: old -> new' for every leaf that differs, ignoring the keys that do not change the training."""
-    before, after = flatten(old), flatten(new)
+    before, after = ADDED_KEYS_DEFAULTS | flatten(old), ADDED_KEYS_DEFAULTS | flatten(new)
     changes = []
     for key in sorted(set(before) | set(after)):
         if changes_training(key) and before.get(key, "<absent>") != after.get(key, "<absent>"):

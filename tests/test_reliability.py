@@ -197,6 +197,17 @@ def test_resume_with_a_changed_config_is_refused_with_a_diff(workdir: Path) -> N
     assert "trainer.resume_allow_changes=true" in result.stderr
 
 
+def test_a_checkpoint_from_before_a_key_existed_resumes_when_the_key_keeps_its_old_behaviour() -> None:
+    from dlx.resume import config_changes
+
+    old = {"trainer": {"max_epochs": 5}, "model": {"hidden_sizes": [100]}}  # written before augment.* existed
+    new = {"trainer": {"max_epochs": 5, "deterministic": False}, "model": {"hidden_sizes": [100]},
+           "augment": {"hflip": False, "shift": 0}}
+    assert config_changes(old, new) == []
+    new["augment"]["shift"] = 1
+    assert config_changes(old, new) == ["augment.shift: 0 -> 1"]
+
+
 def test_resume_auto_falls_back_from_a_damaged_last_checkpoint(workdir: Path) -> None:
     args = ["trainer.max_steps=40", "trainer.checkpoint_every=5", "trainer.eval_every=100", "hydra.run.dir=run"]
     dlx("train", *args[1:], "trainer.max_steps=15", "trainer.resume_allow_changes=true", cwd=workdir)
