@@ -118,8 +118,9 @@ def main() -> None:
             print(f"{name} seed {seed}: test {summary['test']}, {summary['end_to_end_s']} s", flush=True)
     text = table()
     (RESULTS / "README.md").write_text("# Results of the shipped experiments\n\nWritten by `python "
-                                       "bench/experiments.py`; each row's runs are the seed_*.json beside it.\n\n"
-                                       + text)
+                                       "bench/experiments.py`; each row's runs are the seed_*.json beside it. "
+                                       "How fashion_cnn's settings were chosen, on the validation split: "
+                                       "[fashion_cnn/selection.md](fashion_cnn/selection.md).\n\n" + text)
     print(text)
 
 

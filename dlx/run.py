@@ -49,7 +49,7 @@ def start_run(trainer: DictConfig, world: World) -> str:
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)
-    deterministic = trainer.get("deterministic", False)  # absent from the configs of checkpoints older than it
+    deterministic = trainer.deterministic
     if deterministic:  # cuBLAS is reproducible only with a fixed workspace, set before its first use
         os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
     # Set either way: the jobs of a sweep share this process. An operation without a deterministic kernel is
