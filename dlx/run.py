@@ -52,9 +52,11 @@ def start_run(trainer: DictConfig, world: World) -> str:
     deterministic = trainer.deterministic
     if deterministic:  # cuBLAS is reproducible only with a fixed workspace, set before its first use
         os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
-    # Set either way: the jobs of a sweep share this process. An operation without a deterministic kernel is
-    # named in a warning rather than stopping the run.
-    torch.use_deterministic_algorithms(deterministic, warn_only=True)
+    # Checked for every run, as the jobs of a sweep share this process; changed only when it differs, since the
+    # call imports torch's compiler (a second and a half). An operation without a deterministic kernel is named
+    # in a warning rather than stopping the run.
+    if deterministic != torch.are_deterministic_algorithms_enabled():
+        torch.use_deterministic_algorithms(deterministic, warn_only=True)
     device = device_of_rank(resolve_device(trainer.device), world)
     if trainer.threads:
         torch.set_num_threads(trainer.threads)

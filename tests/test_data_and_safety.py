@@ -316,3 +316,14 @@ def test_console_script_imports_own_model_from_the_working_folder(own_model_run:
     result = subprocess.run([script, "train", "--config-dir", "my_conf", "model=mynet", "trainer.smoke=true"],
                             cwd=cwd, capture_output=True, text=True, timeout=300, env=ENV, stdin=subprocess.DEVNULL)
     assert result.returncode == 0, result.stderr
+
+
+def test_digits_read_from_the_package_file_equal_scikit_learns_loader() -> None:
+    from sklearn import datasets
+
+    from dlx.data.sklearn_sets import read_digits
+
+    images, labels = read_digits()
+    digits = datasets.load_digits()
+    assert np.array_equal(images, digits.images.reshape(-1, 1, 8, 8))
+    assert np.array_equal(labels, digits.target)
