@@ -8,6 +8,7 @@ costs anything. torch is imported inside the functions: the CLI imports this mod
 trains.
 """
 
+import atexit
 import functools
 import hashlib
 import logging
@@ -109,12 +110,13 @@ class World:
 
 @functools.cache
 def object_group() -> Any:
-    """The ranks' group for pickled objects, over gloo. On GPUs the default group would send them through NCCL,
-    which first needs each rank on its own GPU: checking that they are (device_of_rank) must not depend on it.
-    Created by every rank at its first object collective, which all ranks reach together."""
+    """The ranks' group for pickled objects: gloo. Where the default group pairs gloo with NCCL (GPU machines),
+    objects would go through NCCL, which first needs each rank on its own GPU, and checking that they are
+    (device_of_rank) must not depend on it: a gloo group of its own, which every rank creates at its first
+    object collective, reached by all ranks together. Elsewhere the default group (None) is gloo already."""
     import torch.distributed as dist
 
-    return dist.new_group(backend="gloo")
+    return None if dist.get_backend() == "gloo" else dist.new_group(backend="gloo")
 
 
 def launched_as_rank() -> bool:
@@ -134,6 +136,11 @@ def join_world() -> World:
         # No backend named: torch's default pairs gloo for CPU tensors with NCCL for CUDA tensors, so small
         # flags and objects travel through gloo while gradients on GPUs go through NCCL.
         dist.init_process_group()
+        if dist.get_backend() == "gloo":
+            # Gloo's threads, still running while the interpreter shuts down, can abort the process at exit
+            # ("terminate called without an active exception"); destroying the group first ends them. Not on
+            # NCCL, where destroying it while a failed peer holds a collective can hang the exit.
+            atexit.register(dist.destroy_process_group)
     size = dist.get_world_size()
     return World(rank=dist.get_rank(), size=size, local_rank=int(os.environ.get("LOCAL_RANK", 0)),
                  local_size=int(os.environ.get("LOCAL_WORLD_SIZE", size)))
