@@ -110,13 +110,15 @@ class World:
 
 @functools.cache
 def object_group() -> Any:
-    """The ranks' group for pickled objects: gloo. Where the default group pairs gloo with NCCL (GPU machines),
-    objects would go through NCCL, which first needs each rank on its own GPU, and checking that they are
-    (device_of_rank) must not depend on it: a gloo group of its own, which every rank creates at its first
-    object collective, reached by all ranks together. Elsewhere the default group (None) is gloo already."""
+    """The ranks' group for pickled objects: gloo. On a machine with CUDA the default group sends objects
+    through NCCL, which needs each rank on a GPU of its own: that fails for ranks that share the CPU, and for
+    the check that each rank has its GPU (device_of_rank). There, a gloo group of its own, which every rank
+    creates at its first object collective, reached by all ranks together; elsewhere the default group (None),
+    gloo alone."""
+    import torch
     import torch.distributed as dist
 
-    return None if dist.get_backend() == "gloo" else dist.new_group(backend="gloo")
+    return dist.new_group(backend="gloo") if torch.cuda.is_available() else None
 
 
 def launched_as_rank() -> bool:
@@ -130,16 +132,17 @@ def join_world() -> World:
     process group (env://; once per process), else rank 0 of 1."""
     if not launched_as_rank() or int(os.environ["WORLD_SIZE"]) == 1:
         return World()
+    import torch
     import torch.distributed as dist
 
     if not dist.is_initialized():
         # No backend named: torch's default pairs gloo for CPU tensors with NCCL for CUDA tensors, so small
-        # flags and objects travel through gloo while gradients on GPUs go through NCCL.
+        # flags travel through gloo while gradients on GPUs go through NCCL (and objects: object_group()).
         dist.init_process_group()
-        if dist.get_backend() == "gloo":
+        if not torch.cuda.is_available():  # gloo alone
             # Gloo's threads, still running while the interpreter shuts down, can abort the process at exit
-            # ("terminate called without an active exception"); destroying the group first ends them. Not on
-            # NCCL, where destroying it while a failed peer holds a collective can hang the exit.
+            # ("terminate called without an active exception"); destroying the groups first ends them. Not
+            # with NCCL, where destroying them while a failed peer holds a collective can hang the exit.
             atexit.register(dist.destroy_process_group)
     size = dist.get_world_size()
     return World(rank=dist.get_rank(), size=size, local_rank=int(os.environ.get("LOCAL_RANK", 0)),
