@@ -117,18 +117,7 @@ def train(cfg: DictConfig, run_dir: Path, choices: dict[str, str], overrides: li
                     f"samples; {schedule.total_steps:,} steps of {batches}")
         if world.is_main:
             show_model_summary(model, data.input_shape, device, run_dir, console)
-        state = TrainState()
-        found = resume_point(cfg.trainer.resume, run_dir, world)
-        if found:
-            state = restore(*found, config, cfg.trainer.resume_allow_changes, model, optimizers, schedulers, device)
-            if len(found[1].get("rng_per_rank", [])) == world.size > 1:
-                restore_rng_state(found[1]["rng_per_rank"][world.rank], device)  # this rank's own generators
-            if world.is_main:
-                truncate_metrics(run_dir / "metrics.jsonl", state.step)
-                adopt_best_checkpoint(found[0], run_dir / "checkpoints")
-        elif cfg.trainer.resume == "auto" and world.is_main:  # nothing saved yet: the lost rows are logged again
-            truncate_metrics(run_dir / "metrics.jsonl", 0)
-
+        state = resume_or_start(cfg.trainer, run_dir, world, config, model, optimizers, schedulers, device)
         if world.is_main:
             loggers = start_loggers(cfg, run_dir, config, state.step)
         with MetricsLog(run_dir / "metrics.jsonl" if world.is_main else Path(os.devnull), loggers) as metrics_log:
@@ -139,20 +128,8 @@ def train(cfg: DictConfig, run_dir: Path, choices: dict[str, str], overrides: li
                 summary["distributed"] = check_same_weights(model, world, device)
             test = test_best_checkpoint(run_dir, model, task, data, cfg, device, schedule, state, metrics_log, world)
         metric, mode = monitored(cfg.trainer, task)
-        summary |= {
-            "status": "completed",
-            "monitor": {"metric": metric, "mode": mode},
-            "best": {"value": state.best_value, "step": state.best_step},
-            "test": test,
-            "steps": state.step,
-            "samples_per_sec": state.train_samples / state.train_seconds if state.train_seconds else None,
-            "stopped_early": state.stopped_early,
-            "epochs": round(state.epoch + state.batch_in_epoch / schedule.steps_per_epoch, 4),
-            "num_parameters": num_parameters,
-            "device": device,
-            "checkpoint": "checkpoints/best.ckpt" if (run_dir / "checkpoints" / "best.ckpt").exists()
-            else "checkpoints/last.ckpt",
-        }
+        summary |= {"status": "completed", "monitor": {"metric": metric, "mode": mode}, "test": test,
+                    **outcome(state, schedule, run_dir), "num_parameters": num_parameters, "device": device}
         return summary
     except Interrupted as err:
         command = ["dlx", "train", *(f"--config-dir={d}" for d in config_dirs),
@@ -174,6 +151,37 @@ def train(cfg: DictConfig, run_dir: Path, choices: dict[str, str], overrides: li
         if world.is_main:
             write_json_atomically(run_dir / "summary.json", summary)
         finish_loggers(loggers, summary)
+
+
+def resume_or_start(trainer: DictConfig, run_dir: Path, world: World, config: dict[str, Any], model: torch.nn.Module,
+                    optimizers: dict[str, Any], schedulers: dict[str, Any], device: str) -> TrainState:
+    """The state training starts from: trainer.resume's checkpoint loaded into the fresh objects (and the
+    run folder's metrics and best.ckpt brought back to that point), or step 0."""
+    found = resume_point(trainer.resume, run_dir, world)
+    if not found:
+        if trainer.resume == "auto" and world.is_main:  # nothing saved yet: the lost rows are logged again
+            truncate_metrics(run_dir / "metrics.jsonl", 0)
+        return TrainState()
+    state = restore(*found, config, trainer.resume_allow_changes, model, optimizers, schedulers, device)
+    if len(found[1].get("rng_per_rank", [])) == world.size > 1:
+        restore_rng_state(found[1]["rng_per_rank"][world.rank], device)  # this rank's own generators
+    if world.is_main:
+        truncate_metrics(run_dir / "metrics.jsonl", state.step)
+        adopt_best_checkpoint(found[0], run_dir / "checkpoints")
+    return state
+
+
+def outcome(state: TrainState, schedule: Schedule, run_dir: Path) -> dict[str, Any]:
+    """What the training loop ended with, for summary.json."""
+    return {
+        "best": {"value": state.best_value, "step": state.best_step},
+        "steps": state.step,
+        "samples_per_sec": state.train_samples / state.train_seconds if state.train_seconds else None,
+        "stopped_early": state.stopped_early,
+        "epochs": round(state.epoch + state.batch_in_epoch / schedule.steps_per_epoch, 4),
+        "checkpoint": "checkpoints/best.ckpt" if (run_dir / "checkpoints" / "best.ckpt").exists()
+        else "checkpoints/last.ckpt",
+    }
 
 
 def resume_point(setting: str | None, run_dir: Path, world: World) -> tuple[Path, dict[str, Any]] | None:
