@@ -19,9 +19,9 @@ from dlx.errors import DlxError
 Augment = Callable[[torch.Tensor], torch.Tensor]
 
 
-def build_augment(settings: DictConfig | None, data: DataSplits) -> Augment | None:
+def build_augment(settings: DictConfig, data: DataSplits) -> Augment | None:
     """The training-batch augmentation that `augment.hflip` and `augment.shift` ask for, or None for none."""
-    if settings is None or not (settings.hflip or settings.shift):
+    if not (settings.hflip or settings.shift):
         return None
     if not data.is_image:
         raise DlxError(f"augment.hflip={settings.hflip} augment.shift={settings.shift} asks to flip or shift images, "

@@ -2,7 +2,6 @@
 random generators, step, position in the epoch, best metric; the metrics file continues without duplicates."""
 
 import json
-import os
 from pathlib import Path
 from typing import Any
 
@@ -12,6 +11,7 @@ from torch import nn
 from dlx.checkpoint import load_checkpoint, restore_rng_state
 from dlx.engine import TrainState
 from dlx.errors import DlxError
+from dlx.metrics import write_text_atomically
 from dlx.progress import logger
 
 # Keys that may differ between a checkpoint's config and the resumed run's without changing the training.
@@ -120,6 +120,4 @@ def truncate_metrics(path: Path, step: int) -> None:
             continue
         if row.get("step", 0) <= step and row.get("split") != "test":
             kept.append(line)
-    temporary = path.with_name(f".{path.name}.tmp")
-    temporary.write_text("".join(line + "\n" for line in kept), encoding="utf-8")
-    os.replace(temporary, path)
+    write_text_atomically(path, "".join(line + "\n" for line in kept))

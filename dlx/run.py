@@ -100,7 +100,7 @@ def train(cfg: DictConfig, run_dir: Path, choices: dict[str, str], overrides: li
         data = build_data(cfg)
         task = build_task(cfg, data, device)
         model = build_model(cfg, task, data).to(device)
-        augment = build_augment(cfg.get("augment"), data)
+        augment = build_augment(cfg.augment, data)
         data = prepare(data, task.inputs, device)
         optimizers = build_optimizers(cfg, task, model)
         schedule = Schedule.plan(cfg.trainer, len(data.train[0]), world.size)
