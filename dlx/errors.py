@@ -7,9 +7,6 @@ from pathlib import Path
 from typing import Any
 
 
-HELP_HINT = "Run `dlx train --help` for the config groups and their options, `dlx train --cfg job` for the composed config."
-
-
 class DlxError(Exception):
     """An error caused by the user's input (config, files, flags), reported without a traceback."""
 
@@ -28,29 +25,6 @@ def did_you_mean(word: str, choices: Iterable[str]) -> str:
 
 def format_choices(choices: Iterable[str]) -> str:
     return ", ".join(sorted(set(choices)))
-
-
-def explain_omegaconf_error(err: Exception, hint: str = HELP_HINT, can_add_keys: bool = True) -> str:
-    """A paragraph for an OmegaConf key or type error (raised directly or as the cause of a Hydra error)."""
-    from omegaconf.errors import OmegaConfBaseException, ValidationError
-
-    cause = err if isinstance(err, OmegaConfBaseException) else (err.__cause__ or err.__context__)
-    message = str(getattr(cause, "msg", cause)).splitlines()[0] if cause is not None else ""
-    if isinstance(cause, OmegaConfBaseException) and message.startswith("Key '") and " not in " in message:
-        full_key = cause.full_key or str(cause.key)
-        parent = cause.parent_node
-        known = [str(k) for k in parent.keys()] if parent is not None else []
-        parent_key = full_key.rpartition(".")[0]
-        where = f'under "{parent_key}"' if parent_key else "at the top level"
-        adding = f" To add a new key on purpose, prefix it with + (+{full_key}=...)." if can_add_keys else ""
-        return (f'Unknown config key "{full_key}".{did_you_mean(str(cause.key), known)} Keys {where}: '
-                f"{format_choices(known)}.{adding} {hint}")
-    if isinstance(cause, ValidationError):
-        return f'Invalid value for "{cause.full_key}": {message}. {hint}'
-    if isinstance(cause, OmegaConfBaseException):
-        return f'Config error at "{cause.full_key}": {message}. {hint}'
-    first_line = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-    return f"{first_line} {hint}"
 
 
 def require(module: str, extra: str, purpose: str) -> Any:

@@ -34,7 +34,7 @@ def start_dlx(args: list[str], cwd: Path, env: dict | None = None, **kwargs) -> 
 
 def wait_for_step(process: subprocess.Popen, metrics: Path, step: int, timeout: float = 120) -> None:
     """Block until the run has logged `step` (read from its real metrics file); kill it on a timeout."""
-    from dlx.metrics import read_metrics
+    from dlx.store.metrics import read_metrics
 
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:

@@ -5,12 +5,12 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import dlx
 from omegaconf import OmegaConf
 
-from conftest import dlx
-from dlx.augment import build_augment, random_hflip, random_shift
 from dlx.data.sklearn_sets import load_diabetes, load_digits
 from dlx.errors import DlxError
+from dlx.train.augment import build_augment, random_hflip, random_shift
 
 USER_ERROR = 2
 

@@ -7,7 +7,6 @@ from pathlib import Path
 
 import pytest
 import torch
-
 from conftest import ENV, dlx, latest_run, summary_of
 
 USER_ERROR = 2

@@ -4,7 +4,7 @@ DlxError (one clear paragraph), never with another exception or a traceback."""
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from dlx.compose import preflight
+from dlx.config.compose import preflight
 from dlx.errors import DlxError
 
 KEYS = [

@@ -13,8 +13,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-
 from conftest import ENV, dlx, latest_run, summary_of
+
 from dlx.data.idx import FASHION_CLASSES, MNIST_CLASSES, load_fashion_mnist, load_mnist
 from dlx.errors import DlxError
 

@@ -11,10 +11,10 @@ from pathlib import Path
 
 import pytest
 import torch
-
 from conftest import ENV, dlx, latest_run, summary_of, wait_for_step
-from dlx.checkpoint import load_checkpoint
-from dlx.metrics import read_metrics
+
+from dlx.store.checkpoint import load_checkpoint
+from dlx.store.metrics import read_metrics
 
 SHORT = ["trainer.max_epochs=2", "trainer.log_every=5"]
 TIMEOUT = 120  # a run that hangs (ranks waiting for each other) fails the test instead of blocking the suite
@@ -148,8 +148,8 @@ def test_an_interrupted_two_process_run_resumes_bit_identical(workdir: Path) -> 
 
 def submitit_job(args: list[str]) -> int:
     """What a submitit task runs: export the distributed environment, then train."""
-    from dlx.cli import run_train
-    from dlx.distributed import export_submitit_environment
+    from dlx.parallel.rendezvous import export_submitit_environment
+    from dlx.sweep.command import run_train
 
     assert export_submitit_environment()
     return run_train(args)

@@ -6,8 +6,9 @@ import json
 from pathlib import Path
 
 from conftest import dlx
-from dlx.config import config_dir
 from test_data_and_safety import write_mnist_folder
+
+from dlx.config.schema import config_dir
 
 
 def test_every_experiment_runs_from_its_command(tmp_path: Path) -> None:

@@ -8,9 +8,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-
 from conftest import dlx
-from dlx.config import config_dir
+
+from dlx.config.schema import config_dir
 
 pytest_plugins = ["trained_runs"]
 

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 import torch
-
 from conftest import dlx
-from dlx.gan_score import scores
+
+from dlx.inspect.gan_score import scores
 
 pytest_plugins = ["trained_runs"]
 

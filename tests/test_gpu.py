@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 import torch
-
 from conftest import dlx, latest_run, start_dlx, summary_of, wait_for_step
-from dlx.checkpoint import load_checkpoint
+
+from dlx.store.checkpoint import load_checkpoint
 
 pytestmark = [pytest.mark.gpu, pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")]
 

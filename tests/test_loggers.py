@@ -6,9 +6,9 @@ import json
 from pathlib import Path
 
 import pytest
-
 from conftest import dlx, latest_run, summary_of
-from dlx.metrics import read_metrics
+
+from dlx.store.metrics import read_metrics
 
 
 def logged_values(run_dir: Path, split: str, name: str) -> list[tuple[int, float]]:

@@ -11,10 +11,10 @@ import numpy as np
 import pytest
 import torch
 import yaml
+from conftest import dlx
 from PIL import Image
 
-from conftest import dlx
-from dlx.config import config_dir
+from dlx.config.schema import config_dir
 
 pytest_plugins = ["trained_runs"]
 
@@ -139,7 +139,7 @@ def test_sample_draws_new_images_from_a_gan(gan_run: Path, classifier_run: Path,
 
 def test_plot_overlays_runs_and_a_sweep_folder_means_its_jobs(classifier_run: Path, gan_run: Path,
                                                                tmp_path: Path) -> None:
-    from dlx.plot import find_curves
+    from dlx.results.plot import find_curves
 
     result = dlx("plot", str(classifier_run), cwd=tmp_path)
     assert result.stdout.startswith(f"{classifier_run / 'curves.png'}: loss, acc of 1 run(s)")

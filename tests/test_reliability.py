@@ -13,10 +13,10 @@ from pathlib import Path
 
 import pytest
 import torch
-
 from conftest import ENV, dlx, start_dlx, summary_of, wait_for_step
-from dlx.checkpoint import load_checkpoint
-from dlx.metrics import read_metrics
+
+from dlx.store.checkpoint import load_checkpoint
+from dlx.store.metrics import read_metrics
 
 # Long enough that the process can be killed half way, with saves in the middle of epochs (21 steps each).
 RESUMABLE = {
@@ -198,7 +198,7 @@ def test_resume_with_a_changed_config_is_refused_with_a_diff(workdir: Path) -> N
 
 
 def test_a_checkpoint_from_before_a_key_existed_resumes_when_the_key_keeps_its_old_behaviour() -> None:
-    from dlx.resume import config_changes
+    from dlx.config.diff import config_changes
 
     old = {"trainer": {"max_epochs": 5}, "model": {"hidden_sizes": [100]}}  # written before augment.* existed
     new = {"trainer": {"max_epochs": 5, "deterministic": False}, "model": {"hidden_sizes": [100]},

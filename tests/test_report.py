@@ -8,9 +8,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from PIL import Image
-
 from conftest import dlx
+from PIL import Image
 
 pytest_plugins = ["trained_runs"]
 

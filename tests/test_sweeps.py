@@ -13,9 +13,9 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
-
 from conftest import dlx, start_dlx, summary_of
-from dlx.sweep import GpuClaim
+
+from dlx.sweep.machine import GpuClaim
 
 SMOKE = "trainer.smoke=true"
 
@@ -227,7 +227,7 @@ def test_parallel_jobs_each_claim_their_own_gpu(tmp_path: Path, monkeypatch) -> 
     first, second, third = GpuClaim(), GpuClaim(), GpuClaim()
     assert first.acquire(gpus) == 0
     # Another process sees the first GPU taken (a real flock, as two joblib workers would).
-    probe = ("import sys, tempfile; tempfile.tempdir = sys.argv[1]; from dlx.sweep import GpuClaim; "
+    probe = ("import sys, tempfile; tempfile.tempdir = sys.argv[1]; from dlx.sweep.machine import GpuClaim; "
              "print(GpuClaim().acquire(['GPU-aaaa', 'GPU-bbbb']))")
     assert subprocess.run([sys.executable, "-c", probe, str(tmp_path)], capture_output=True, text=True,
                           check=True).stdout.strip() == "1"
@@ -240,7 +240,7 @@ def test_parallel_jobs_each_claim_their_own_gpu(tmp_path: Path, monkeypatch) -> 
 def test_a_missing_launcher_plugin_names_the_extra_to_install() -> None:
     from hydra.errors import MissingConfigException
 
-    from dlx.compose import explain_composition_error
+    from dlx.config.explain import explain_composition_error
 
     err = MissingConfigException("missing", missing_cfg_file="hydra/launcher/joblib", options=["basic"])
     message = explain_composition_error(err)

@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 import torch
-
 from conftest import dlx, latest_run, summary_of
-from dlx.config import config_dir
-from dlx.metrics import read_metrics
+
+from dlx.config.schema import config_dir
+from dlx.store.metrics import read_metrics
 
 MODELS = sorted(path.stem for path in (config_dir() / "model").glob("*.yaml"))
 # What each family needs to train on bundled data; everything else is the shipped default.
@@ -248,9 +248,9 @@ def test_deterministic_is_set_for_each_run_of_a_process() -> None:
     # The jobs of a sweep share one process: a job without trainer.deterministic must not inherit it.
     from omegaconf import OmegaConf
 
-    from dlx.config import TrainerConfig
-    from dlx.distributed import World
-    from dlx.run import start_run
+    from dlx.config.schema import TrainerConfig
+    from dlx.parallel.world import World
+    from dlx.train.setup import start_run
 
     trainer = OmegaConf.structured(TrainerConfig(device="cpu"))
     try:

@@ -5,7 +5,6 @@ the tests read these runs and write their own outputs elsewhere."""
 from pathlib import Path
 
 import pytest
-
 from conftest import dlx, latest_run
 
 
@@ -31,7 +30,7 @@ def classifier_test_outputs(classifier_run: Path) -> dict:
     the raw test images (pixels in [0, 1]), labels, the model's logits on the normalised images, metrics."""
     import torch
 
-    from dlx.run import evaluate_checkpoint
+    from dlx.inspect.evaluate import evaluate_checkpoint
 
     metrics, _, evaluated = evaluate_checkpoint(classifier_run / "checkpoints" / "best.ckpt", [], "test", [], [])
     with torch.inference_mode():

@@ -6,7 +6,7 @@ from typing import Literal
 import numpy as np
 import torch
 
-Task = Literal["classification", "regression"]
+TaskKind = Literal["classification", "regression"]
 
 
 @dataclass
@@ -21,7 +21,7 @@ class DataSplits:
     train: tuple[torch.Tensor, torch.Tensor]
     val: tuple[torch.Tensor, torch.Tensor]
     test: tuple[torch.Tensor, torch.Tensor]
-    task: Task = "classification"
+    task: TaskKind = "classification"
     class_names: list[str] = field(default_factory=list)
     pixel_mean: list[float] | None = None
     pixel_std: list[float] | None = None

@@ -1,3 +1,5 @@
+"""CIFAR-10 through torchvision (which downloads it for users with a network)."""
+
 from pathlib import Path
 
 import numpy as np

@@ -1,0 +1,76 @@
+"""`dlx eval`: a checkpoint's model and data rebuilt from the file alone, and evaluated on a split."""
+
+from contextlib import AbstractContextManager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from dlx.config.checks import check_config
+from dlx.config.explain import explain_omegaconf_error
+from dlx.config.trust import trusted_config
+from dlx.errors import DlxError
+from dlx.inspect.rebuild import load_weights
+from dlx.store.checkpoint import load_checkpoint
+from dlx.train.build import build_data, build_model, build_task
+from dlx.train.evaluate import autocast, evaluate
+from dlx.train.setup import resolve_device
+from dlx.train.state import Schedule
+from dlx.train.tasks import Task, prepare
+
+SPLITS = ("train", "val", "test")
+
+
+@dataclass
+class Evaluated:
+    """What evaluate_checkpoint evaluated, for a closer look (dlx eval's per-class report)."""
+
+    model: torch.nn.Module
+    task: Task
+    x: torch.Tensor  # the evaluated inputs as the model sees them, on the device
+    y: torch.Tensor
+    images: torch.Tensor  # the same inputs as the data set gives them (pixels in [0, 1]), on the CPU
+    class_names: list[str]
+    batch_size: int
+    mixed_precision: AbstractContextManager
+
+
+def evaluate_checkpoint(path: Path, overrides: list[str], split: str, allow: list[str],
+                        config_dirs: list[Path]) -> tuple[dict[str, float], dict[str, Any], Evaluated]:
+    """Rebuild model and data from the checkpoint alone and evaluate it on `split`.
+
+    Returns the metrics, a description of what was evaluated, and the model and inputs themselves.
+    """
+    if split not in SPLITS:
+        raise DlxError(f'split="{split}" is not a split. Choose one of: {", ".join(SPLITS)}.')
+    checkpoint = load_checkpoint(path)
+    cfg = trusted_config(checkpoint, path, allow, config_dirs)
+    for override in overrides:
+        if "=" not in override or override[0] in "+~":
+            raise DlxError(f'"{override}" is not an eval override: write key=value for a key the stored config has, '
+                           "e.g. trainer.device=cpu or dataset.root=/path/to/data.")
+        try:
+            cfg.merge_with_dotlist([override])
+        except Exception as err:
+            hint = "The checkpoint's config is config.yaml in its run folder."
+            raise DlxError(explain_omegaconf_error(err, hint, can_add_keys=False)) from err
+    check_config(cfg)
+    device = resolve_device(cfg.trainer.device)
+    data = build_data(cfg)
+    task = build_task(cfg, data, device)
+    model = build_model(cfg, task, data)
+    load_weights(model, checkpoint, path)
+    model.to(device)
+    x, y = getattr(prepare(data, task.inputs, device), split)
+    max_batches = Schedule.plan(cfg.trainer, len(data.train[0])).max_eval_batches
+    mixed_precision = autocast(device, cfg.trainer.get("precision", "32"))
+    metrics = evaluate(model, task, x, y, cfg.trainer.eval_batch_size, max_batches, mixed_precision)
+    if not metrics:
+        raise DlxError(f"The {split} split of this data set is empty (dataset.val_fraction=0?). Evaluate another split.")
+    info = {"checkpoint": str(path), "split": split, "samples": min(len(x), max_batches * cfg.trainer.eval_batch_size)
+            if max_batches else len(x), "step": checkpoint["state"]["step"], "model": cfg.model._target_,
+            "dataset": cfg.dataset._target_, "device": device}
+    n = info["samples"]
+    return metrics, info, Evaluated(model, task, x[:n], y[:n], getattr(data, split)[0][:n], data.class_names,
+                                    cfg.trainer.eval_batch_size, mixed_precision)

@@ -1,0 +1,193 @@
+"""`dlx export`: a checkpoint's model as an ONNX or TorchScript file that runs without dlx, checked when it is
+written: the file, run by onnxruntime or reloaded by torch.jit.load, must give the checkpoint's outputs.
+
+What the exported model takes and gives (the batch size is free):
+- a model of images takes raw pixels in [0, 1], (batch, C, H, W): the training normalisation (the training
+  split's per-channel mean and std) is inside the graph, so users feed images as they load them;
+- a model of tabular data takes the features as dlx's data set gives them (standardised by its loader);
+- a classifier gives logits (batch, classes), softmax them for probabilities (a binary model trained with a
+  sigmoid loss gives one logit, of class 1); a regressor gives its predictions;
+- a GAN exports its generator: noise (batch, noise_dim) in, images (batch, C, H, W) in [0, 1] out.
+The file records this, the class names and the checkpoint it came from as metadata.
+"""
+
+import json
+import os
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from dlx import __version__
+from dlx.errors import DlxError, check_writable, did_you_mean, require
+from dlx.inspect.rebuild import Rebuilt, raw_input_model, rebuild_model
+
+FORMATS = {"onnx": ".onnx", "torchscript": ".pt"}
+# Another runtime may sum in another order: float32 outputs then differ by about 1e-6; 1e-4 is a real difference.
+ATOL = RTOL = 1e-4
+CHECK_BATCHES = (1, 7)  # a single input and a batch: the exported batch dimension must really be free
+
+
+@dataclass
+class Exported:
+    path: Path
+    format: str
+    input_name: str
+    input_shape: list[Any]  # ["batch", C, H, W]
+    output_name: str
+    metadata: dict[str, str]
+    max_difference: float  # the largest difference from the checkpoint's outputs on the checked inputs
+    checked_inputs: int
+
+
+def export_checkpoint(checkpoint: Path, fmt: str, out: Path | None, allow: list[str],
+                      config_dirs: list[Path]) -> Exported:
+    if fmt not in FORMATS:
+        raise DlxError(f'--format {fmt} is not an export format.{did_you_mean(fmt, FORMATS)} Choose onnx (for '
+                       "onnxruntime and the runtimes that read ONNX) or torchscript (for PyTorch's C++ runtime).")
+    if fmt == "onnx":
+        for module in ("onnx", "onnxruntime", "onnxscript"):  # onnxscript: torch's ONNX exporter builds with it
+            require(module, "export", "dlx export --format onnx")
+    rebuilt = rebuild_model(checkpoint, allow, config_dirs)
+    model = raw_input_model(rebuilt, "export")
+    example, input_name, input_shape, output_name, metadata = describe(rebuilt, model)
+    out = out or checkpoint.with_suffix(FORMATS[fmt])
+    check_writable(out)
+    # Written beside `out` and renamed into place once checked: a file that fails the check is never left there.
+    temporary = out.with_name(f".{out.name}.{os.getpid()}.tmp")
+    try:
+        if fmt == "onnx":
+            write_onnx(model, example(2), temporary, input_name, output_name, metadata)
+            run = onnx_runner(temporary)
+        else:
+            write_torchscript(model, example(2), temporary, metadata)
+            run = torchscript_runner(temporary)
+        difference = check_same_outputs(model, run, [example(n) for n in CHECK_BATCHES], fmt)
+        os.replace(temporary, out)
+    finally:
+        temporary.unlink(missing_ok=True)
+    return Exported(out, fmt, input_name, input_shape, output_name, metadata, difference, sum(CHECK_BATCHES))
+
+
+def describe(rebuilt: Rebuilt, model: nn.Module) -> tuple[Callable[[int], torch.Tensor], str, list[Any], str, dict[str, str]]:
+    """Inputs to trace and check with (a function of the batch size, seeded), the names and shape of the
+    exported model's input and output, and the metadata the file records."""
+    metadata = {"dlx.checkpoint": str(rebuilt.path), "dlx.step": str(rebuilt.checkpoint["state"]["step"]),
+                "dlx.model": str(rebuilt.cfg.model._target_), "dlx.version": __version__}
+    if rebuilt.is_gan:
+        gan = rebuilt.model
+        metadata["dlx.input"] = (f"noise, shape (batch, {gan.noise_dim}), drawn from "
+                                 f"{'U(-1, 1)' if gan.noise == 'uniform' else 'N(0, 1)'}")
+        metadata["dlx.output"] = f"generated samples, shape (batch, {', '.join(map(str, gan.input_shape))}), in [0, 1]"
+        return (lambda n: gan.sample_noise(n, torch.Generator().manual_seed(n)), "noise", ["batch", gan.noise_dim],
+                "images", metadata)
+    data = rebuilt.data("export")
+    shape = data["input_shape"]
+    images = data.get("pixel_mean") is not None
+    classes = data.get("class_names") or []
+    size = ", ".join(map(str, shape))
+    if images:
+        mean, std = ([round(v, 4) for v in data[key]] for key in ("pixel_mean", "pixel_std"))
+        metadata["dlx.input"] = (f"pixels in [0, 1], shape (batch, {size}); the model normalises them as training "
+                                 f"did (per-channel mean {mean}, std {std})")
+    else:
+        metadata["dlx.input"] = f"features, shape (batch, {size}), standardised as dlx's data set gives them"
+
+    def example(n: int) -> torch.Tensor:
+        generator = torch.Generator().manual_seed(n)
+        draw = torch.rand if images else torch.randn  # pixels in [0, 1]; standardised features
+        return draw((n, *shape), generator=generator)
+
+    with torch.inference_mode():
+        outputs = model(example(1)).shape[1]
+    if data["task"] == "classification":
+        metadata["dlx.class_names"] = json.dumps(classes)
+        metadata["dlx.output"] = ("logits of class 1, shape (batch, 1): their sigmoid is its probability" if outputs == 1
+                                  else f"logits, shape (batch, {outputs}): their softmax gives the class probabilities")
+        metadata["dlx.output"] += "; the metadata entry dlx.class_names names the classes"
+    else:
+        metadata["dlx.output"] = (f"predictions, shape (batch, {outputs}), in the standardised units the model "
+                                  "was trained on")
+
+    return (example, "pixels" if images else "features", ["batch", *shape],
+            "logits" if data["task"] == "classification" else "predictions", metadata)
+
+
+def write_onnx(model: nn.Module, example: torch.Tensor, path: Path, input_name: str, output_name: str,
+               metadata: dict[str, str]) -> None:
+    """torch.onnx.export with the torch.export-based exporter (PyTorch's maintained one; the TorchScript-based
+    exporter is deprecated), the batch dimension left free."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            program = torch.onnx.export(model, (example,), input_names=[input_name], output_names=[output_name],
+                                        dynamic_shapes=({0: torch.export.Dim("batch")},), dynamo=True,
+                                        verbose=False)
+        program.model.metadata_props.update(metadata)
+        program.save(path, external_data=False)
+    except Exception as err:  # the exporter's own errors are many; its first line says what it could not do
+        reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise DlxError(f"torch.onnx.export could not export {type(model).__name__}: {reason}. A model with "
+                       "Python control flow that depends on the input's values cannot be traced to a graph; "
+                       "try --format torchscript.") from err
+
+
+def onnx_runner(path: Path) -> Callable[[torch.Tensor], torch.Tensor]:
+    import onnxruntime
+
+    session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    name = session.get_inputs()[0].name
+    return lambda x: torch.from_numpy(session.run(None, {name: x.numpy()})[0])
+
+
+def write_torchscript(model: nn.Module, example: torch.Tensor, path: Path, metadata: dict[str, str]) -> None:
+    """torch.jit.trace; PyTorch deprecates TorchScript (it still runs, and PyTorch's C++ runtime reads it)."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            # Its own sanity check re-traces and compares graphs, which fails on modules with fast paths
+            # (nn.TransformerEncoder); the outputs of the saved file are checked against the model instead.
+            traced = torch.jit.trace(model, example, check_trace=False)
+            torch.jit.save(traced, str(path), _extra_files={"dlx.json": json.dumps(metadata)})
+    except Exception as err:
+        reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise DlxError(f"torch.jit.trace could not export {type(model).__name__}: {reason}. Try --format onnx.") from err
+
+
+def torchscript_runner(path: Path) -> Callable[[torch.Tensor], torch.Tensor]:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        loaded = torch.jit.load(str(path), map_location="cpu")
+    return loaded
+
+
+@torch.inference_mode()
+def check_same_outputs(model: nn.Module, run: Callable[[torch.Tensor], torch.Tensor], inputs: list[torch.Tensor],
+                       fmt: str) -> float:
+    """The largest difference between the exported file's outputs and the model's; a DlxError beyond the
+    tolerance (|exported - checkpoint| <= ATOL + RTOL * |checkpoint|, element by element)."""
+    largest = 0.0
+    for x in inputs:
+        expected = model(x).float()
+        got = run(x).float()
+        if got.shape != expected.shape or not torch.allclose(got, expected, rtol=RTOL, atol=ATOL):
+            difference = (got - expected).abs().max().item() if got.shape == expected.shape else float("nan")
+            raise DlxError(f"The exported {fmt} model does not give the checkpoint's outputs (shape {list(got.shape)} "
+                           f"against {list(expected.shape)}, largest difference {difference:.3g}, tolerance "
+                           f"{ATOL:g}): nothing was written. Please report it with the model's config; the other "
+                           "format may export it faithfully.")
+        largest = max(largest, (got - expected).abs().max().item())
+    return largest
+
+
+def print_exported(exported: Exported, checkpoint: Path) -> None:
+    checker = "onnxruntime" if exported.format == "onnx" else "torch.jit.load"
+    print(f"Exported {checkpoint} to {exported.path} ({'ONNX' if exported.format == 'onnx' else 'TorchScript'}).\n"
+          f"  input  {exported.input_name}: {exported.metadata['dlx.input']}\n"
+          f"  output {exported.output_name}: {exported.metadata['dlx.output']}\n"
+          f"Checked: run by {checker}, the file gives the checkpoint's outputs on {exported.checked_inputs} inputs "
+          f"(largest difference {exported.max_difference:.2g}, tolerance {ATOL:g}).")

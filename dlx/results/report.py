@@ -1,0 +1,152 @@
+"""`dlx report`: one self-contained HTML page about a run, to attach to a pull request or send to a colleague:
+its final metrics, its curves, the confusion matrix and most confidently wrong test examples (classifiers) or
+the newest samples (GANs), and its config. Images are inline (base64 PNG) and the style is in the page: it
+opens anywhere, with no network and nothing else beside it.
+"""
+
+import base64
+import html
+from pathlib import Path
+from typing import Any
+
+from dlx import __version__
+from dlx.errors import DlxError, check_writable, require
+from dlx.results.plot import choose_metrics, curves_figure, find_curves
+from dlx.results.runs import format_duration, read_summary
+from dlx.store.files import write_text_atomically
+from dlx.ui.figures import figure_png
+
+WORST = 16  # confidently wrong test examples shown
+
+STYLE = """
+body { font-family: system-ui, -apple-system, "Segoe UI", sans-serif; margin: 2em auto; max-width: 1100px;
+       color: #222; padding: 0 1em; }
+h1 { font-size: 1.5em; margin-bottom: 0.2em; } h2 { font-size: 1.2em; margin-top: 1.6em; border-bottom: 1px solid #ddd; }
+.meta { color: #555; } code, pre { font-family: ui-monospace, "DejaVu Sans Mono", monospace; font-size: 0.9em; }
+pre { background: #f6f8fa; padding: 1em; overflow-x: auto; border-radius: 4px; }
+table { border-collapse: collapse; margin: 0.5em 0; } td, th { padding: 0.25em 0.8em; border-bottom: 1px solid #eee; }
+th { text-align: left; } td.num { text-align: right; font-variant-numeric: tabular-nums; }
+img { max-width: 100%; height: auto; } .note { color: #8a6d3b; background: #fcf8e3; padding: 0.5em; }
+.failed { color: #a94442; }
+"""
+
+
+def write_report(run_dir: Path, out: Path | None, allow: list[str], config_dirs: list[Path]) -> Path:
+    out = out or run_dir / "report.html"
+    check_writable(out)
+    page = build_report(run_dir, allow, config_dirs)
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        write_text_atomically(out, page)
+    except OSError as err:
+        raise DlxError(f"Cannot write {out}: {err.strerror or err}. Pass another --out.") from err
+    return out
+
+
+def build_report(run_dir: Path, allow: list[str], config_dirs: list[Path]) -> str:
+    require("matplotlib", "plot", "dlx report")  # the page is mostly its figures
+    run_dir = run_dir.resolve()  # outputs/latest: the run's own name
+    summary = read_summary(run_dir)
+    if summary is None or summary.get("kind") == "sweep":
+        raise DlxError(f"{run_dir} is not a run folder (no summary.json of a run). Name one run, e.g. "
+                       "outputs/latest; `dlx runs` lists them, and `dlx plot SWEEP_FOLDER` compares a sweep's.")
+    parts = [header(run_dir, summary), metrics_section(summary), curves_section(run_dir)]
+    parts.append(evaluation_section(run_dir, summary, allow, config_dirs))
+    config = run_dir / "config.yaml"
+    if config.is_file():
+        parts.append(f"<h2>Config</h2>\n<pre>{html.escape(config.read_text(encoding='utf-8'))}</pre>")
+    parts.append(f'<p class="meta">Written by dlx {html.escape(__version__)}; torch '
+                 f"{html.escape(str(summary.get('torch_version', '?')))}, Python "
+                 f"{html.escape(str(summary.get('python_version', '?')))}.</p>")
+    title = html.escape(f"dlx run {run_dir.name}")
+    return (f'<!DOCTYPE html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n<title>{title}</title>\n'
+            f"<style>{STYLE}</style>\n</head>\n<body>\n" + "\n".join(p for p in parts if p) + "\n</body>\n</html>\n")
+
+
+def header(run_dir: Path, summary: dict[str, Any]) -> str:
+    choices = summary.get("choices") or {}
+    what = ", ".join(f"{group}={option}" for group, option in choices.items() if option)
+    command = " ".join(["dlx", "train", *summary.get("overrides", [])])
+    status = summary.get("status", "unknown")
+    lines = [f"<h1>dlx run {html.escape(run_dir.name)}</h1>",
+             f'<p class="meta">{html.escape(str(run_dir.resolve()))}<br>{html.escape(what)}</p>',
+             f"<p><code>{html.escape(command)}</code></p>",
+             f'<p>Status: <b class="{"failed" if status == "failed" else ""}">{html.escape(status)}</b></p>']
+    if summary.get("error"):
+        lines.append(f'<p class="note">{html.escape(summary["error"])}</p>')
+    return "\n".join(lines)
+
+
+def metrics_section(summary: dict[str, Any]) -> str:
+    rows = [(f"test/{name} (best checkpoint)", value) for name, value in (summary.get("test") or {}).items()]
+    best, monitor = summary.get("best") or {}, summary.get("monitor") or {}
+    if best.get("value") is not None:
+        rows.append((f"best {monitor.get('metric', 'validation metric')} (step {best.get('step')})", best["value"]))
+    rows += [("steps", summary.get("steps")), ("epochs", summary.get("epochs")),
+             ("parameters", summary.get("num_parameters")), ("training samples/s", summary.get("samples_per_sec")),
+             ("wall time", format_duration(summary["wall_time_s"]) if summary.get("wall_time_s") else None),
+             ("device", summary.get("device"))]
+    cells = "\n".join(f"<tr><th>{html.escape(name)}</th><td class=\"num\">{html.escape(format_value(value))}</td></tr>"
+                      for name, value in rows if value is not None)
+    return f"<h2>Final metrics</h2>\n<table>\n{cells}\n</table>"
+
+
+def format_value(value: Any) -> str:
+    if isinstance(value, float) and value.is_integer() and abs(value) < 1e6:
+        return f"{int(value):,}"
+    if isinstance(value, float):
+        return f"{value:,.1f}" if abs(value) >= 1000 else f"{value:.4f}"
+    if isinstance(value, int):
+        return f"{value:,}"
+    return str(value)
+
+
+def image(png: bytes, alt: str) -> str:
+    return f'<img alt="{html.escape(alt)}" src="data:image/png;base64,{base64.b64encode(png).decode("ascii")}">'
+
+
+def curves_section(run_dir: Path) -> str:
+    try:
+        curves = find_curves([run_dir])
+        panels = choose_metrics(curves, [])
+    except DlxError as err:
+        return f'<h2>Curves</h2>\n<p class="note">{html.escape(str(err))}</p>'
+    if not panels:
+        return '<h2>Curves</h2>\n<p class="note">The run logged no training or validation rows.</p>'
+    png = figure_png(curves_figure(curves, panels, "dlx report"))
+    return f"<h2>Curves</h2>\n{image(png, 'training and validation curves')}"
+
+
+def evaluation_section(run_dir: Path, summary: dict[str, Any], allow: list[str], config_dirs: list[Path]) -> str:
+    """Classifiers: the confusion matrix and per-class numbers of the best checkpoint on the test split. GANs:
+    the newest grid of samples."""
+    samples = sorted((run_dir / "samples").glob("step_*.png"))
+    if samples:
+        return (f"<h2>Samples ({html.escape(samples[-1].stem.replace('_', ' '))})</h2>\n"
+                f"{image(samples[-1].read_bytes(), 'generated samples')}")
+    checkpoint = run_dir / summary.get("checkpoint", "checkpoints/best.ckpt")
+    if not checkpoint.is_file():
+        return ""
+    from dlx.inspect.class_metrics import class_figures, class_report
+    from dlx.inspect.evaluate import evaluate_checkpoint
+    from dlx.train.tasks import Classification
+
+    try:
+        _, info, evaluated = evaluate_checkpoint(checkpoint, [], "test", allow, config_dirs)
+        if not isinstance(evaluated.task, Classification):
+            return ""
+        report = class_report(evaluated, WORST)
+        figures = class_figures(report, evaluated)
+    except DlxError as err:
+        return f'<h2>Test split</h2>\n<p class="note">Not evaluated: {html.escape(str(err))}</p>'
+    head = "".join(f'<th>{name}</th>' for name in ("class", "precision", "recall", "f1", "support"))
+    rows = "\n".join(f"<tr><td>{html.escape(r['class'])}</td>" + "".join(
+        f'<td class="num">{r[key]:.4f}</td>' for key in ("precision", "recall", "f1")) +
+        f'<td class="num">{r["support"]}</td></tr>' for r in report.per_class)
+    parts = [f"<h2>Test split: {info['samples']:,} samples, {html.escape(checkpoint.name)} (step {info['step']:,})</h2>",
+             image(figure_png(figures["confusion_matrix"]), "confusion matrix"),
+             f"<table>\n<tr>{head}</tr>\n{rows}\n</table>"]
+    if "worst" in figures:
+        parts += [f"<h3>The {len(report.worst)} most confidently wrong test examples</h3>",
+                  image(figure_png(figures["worst"]), "most confidently wrong test examples")]
+    return "\n".join(parts)

@@ -1,0 +1,147 @@
+"""Tables of runs: the summary printed and saved at the end of a sweep, and `dlx runs FOLDER`.
+
+Every run folder holds a summary.json (written by dlx.train.run.train whatever happened), so a table of runs is
+built from those files alone: it works for sweeps still running, killed or run on another machine.
+"""
+
+import csv
+import io
+import math
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from dlx.config.overrides import differing_overrides, split_override
+from dlx.store.files import read_json, write_json_atomically, write_text_atomically
+from dlx.store.metrics import finite
+from dlx.ui.console import wide_console
+
+
+@dataclass
+class Run:
+    name: str  # the job number in a sweep, the path relative to the folder in `dlx runs`
+    status: str  # completed | failed | interrupted | running | pending (a sweep job not started yet)
+    overrides: list[str] = field(default_factory=list)
+    choices: dict[str, str] = field(default_factory=dict)
+    metric: str | None = None  # the monitored metric and its direction
+    mode: str | None = None
+    best: float | None = None
+    best_step: int | None = None
+    test: dict[str, float] = field(default_factory=dict)
+    steps: int | None = None
+    wall_time_s: float | None = None
+    error: str | None = None
+    run_dir: str | None = None
+
+    @classmethod
+    def from_summary(cls, name: str, summary: dict[str, Any]) -> "Run":
+        monitor, best = summary.get("monitor") or {}, summary.get("best") or {}
+        return cls(name=name, status=summary.get("status", "unknown"), overrides=summary.get("overrides", []),
+                   choices=summary.get("choices", {}), metric=monitor.get("metric"), mode=monitor.get("mode"),
+                   best=best.get("value"), best_step=best.get("step"), test=summary.get("test") or {},
+                   steps=summary.get("steps"), wall_time_s=summary.get("wall_time_s"), error=summary.get("error"),
+                   run_dir=summary.get("run_dir"))
+
+    @property
+    def has_score(self) -> bool:
+        return self.status == "completed" and finite(self.best)
+
+
+def read_summary(run_dir: Path) -> dict[str, Any] | None:
+    return read_json(run_dir / "summary.json")
+
+
+def find_runs(folder: Path) -> list[Run]:
+    """Every run under `folder` (the folder itself included), named by its path relative to `folder`.
+    Symbolic links (outputs/latest) are not followed, so no run is listed twice."""
+    runs = []
+    for parent, folders, files in os.walk(folder):
+        folders[:] = sorted(f for f in folders if not f.startswith("."))
+        summary = read_summary(Path(parent)) if "summary.json" in files else None
+        if summary is not None and summary.get("kind") != "sweep":  # a sweep's table is not a run
+            runs.append(Run.from_summary(os.path.relpath(parent, folder), summary))
+    return runs
+
+
+def sweep_runs(sweep_dir: Path, planned_jobs: list[list[str]] | None) -> list[Run]:
+    """The jobs of a sweep in job-number order; planned jobs that never started are listed as pending."""
+    runs = {int(run.name): run for run in find_runs(sweep_dir) if run.name.isdigit()}
+    for number, overrides in enumerate(planned_jobs or []):
+        runs.setdefault(number, Run(name=str(number), status="pending", overrides=overrides))
+    return [runs[number] for number in sorted(runs)]
+
+
+def best_first(runs: list[Run]) -> list[Run]:
+    """Runs with a score first, best first for their metric's direction; then the others in their order."""
+    scored = [run for run in runs if run.has_score]
+    scored.sort(key=lambda run: (run.metric or "", -run.best if run.mode == "max" else run.best))
+    return scored + [run for run in runs if not run.has_score]
+
+
+def table_rows(runs: list[Run], groups: tuple[str, ...] = ()) -> tuple[list[str], list[dict[str, Any]]]:
+    """Column names and one dict per run: what the printed table, summary.csv and summary.json share.
+    `groups` adds a column per config group (model, dataset) with each run's choice."""
+    keys = [key for key in differing_overrides([run.overrides for run in runs]) if key not in groups]
+    metrics = sorted({run.metric for run in runs if run.metric})
+    tests = sorted({name for run in runs for name in run.test})
+    columns = ["run", *groups, *keys, *(f"best {m}" for m in metrics), *(f"test/{t}" for t in tests),
+               "steps", "wall_time_s", "status", "error"]
+    rows = []
+    for run in runs:
+        overrides = dict(split_override(o) for o in run.overrides)
+        row: dict[str, Any] = {"run": run.name, **{group: run.choices.get(group) for group in groups}}
+        row |= {key: overrides.get(key) for key in keys}
+        row |= {f"best {m}": run.best if run.metric == m else None for m in metrics}
+        row |= {f"test/{t}": run.test.get(t) for t in tests}
+        row |= {"steps": run.steps, "wall_time_s": run.wall_time_s, "status": run.status, "error": run.error}
+        rows.append(row)
+    return columns, rows
+
+
+def print_table(runs: list[Run], title: str, groups: tuple[str, ...] = ()) -> None:
+    from rich.markup import escape
+    from rich.table import Table
+
+    columns, rows = table_rows(runs, groups)
+    columns = [c for c in columns if any(row[c] is not None for row in rows)]  # no empty error column
+    table = Table(title=title, title_justify="left")
+    for column in columns:
+        numeric = column.startswith(("best ", "test/")) or column in ("steps", "wall_time_s")
+        table.add_column("time" if column == "wall_time_s" else column, justify="right" if numeric else "left",
+                         overflow="fold", no_wrap=column != "error" and not column.startswith("run"))
+    for row in rows:
+        table.add_row(*(escape(format_cell(column, row[column])) for column in columns),
+                      style="red" if row["status"] == "failed" else None)
+    wide_console().print(table)
+
+
+def format_cell(column: str, value: Any) -> str:
+    if value is None:
+        return ""
+    if column == "wall_time_s":
+        return format_duration(value)
+    if column == "error":
+        return value if len(value) <= 90 else value[:87] + "..."
+    if isinstance(value, float):
+        return f"{value:.4f}" if math.isfinite(value) else str(value)
+    return str(value)
+
+
+def format_duration(seconds: float) -> str:
+    minutes, seconds = divmod(round(seconds), 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}:{minutes:02d}:{seconds:02d}" if hours else f"{minutes}:{seconds:02d}"
+
+
+def write_summary(folder: Path, runs: list[Run], extra: dict[str, Any]) -> None:
+    """summary.csv (a row per run, the table's columns) and summary.json (the same, plus each run's full
+    record) in `folder`, each written to a temporary file and renamed into place."""
+    columns, rows = table_rows(runs)
+    text = io.StringIO()
+    writer = csv.DictWriter(text, fieldnames=columns, extrasaction="ignore")
+    writer.writeheader()
+    writer.writerows(rows)
+    write_text_atomically(folder / "summary.csv", text.getvalue())
+    write_json_atomically(folder / "summary.json", {"kind": "sweep", **extra, "columns": columns, "rows": rows,
+                                                    "runs": [vars(run) for run in runs]})

@@ -1,0 +1,164 @@
+"""`dlx train ARGS` from the command line to Hydra's runner and back.
+
+Every argument belongs to Hydra. Before its runner starts, every job's config is composed and checked
+(dlx.config.compose.preflight), so that mistakes get dlx's explanation; a sweep's plan is written to its
+folder. Hydra then runs dlx.sweep.job.train_job once (`dlx train`) or once per job (`dlx train -m`, with
+whatever sweeper and launcher the config chose), and a sweep ends with its table."""
+
+import os
+import signal
+import sys
+from pathlib import Path
+from typing import Any
+
+from dlx.errors import DlxError
+from dlx.parallel.world import is_main_process
+from dlx.sweep.job import train_job
+from dlx.ui.console import print_error
+
+
+def run_train(args: list[str]) -> int:
+    """`dlx train ARGS`: hand the arguments to Hydra's own runner; the exit status."""
+    from dlx.config.compose import parse_hydra_args, preflight
+    from dlx.config.overrides import quote_override_value
+    from dlx.config.schema import config_dir, register_schema_and_resolvers
+    from dlx.parallel.rendezvous import agree_on_run_dir
+    from dlx.sweep.records import start_sweep
+
+    dry_run = "--dry-run" in args
+    args = resume_in_place([a for a in args if a != "--dry-run"])
+    args = agree_on_run_dir(args)  # under torchrun: every rank trains in the run folder rank 0 composes
+    printing_config = parse_hydra_args(args).cfg is not None
+    try:
+        # Compose and check every job's config before Hydra starts, so mistakes get dlx's explanation.
+        # With --cfg nothing is trained, so the constructor checks (which import torch) are skipped.
+        plan = preflight(args, check_values=not printing_config, keep_going=dry_run)
+        if dry_run:
+            return print_plan(plan)
+        # Under torchrun every rank runs this command; rank 0 alone keeps the sweep's records and table.
+        sweeping = plan is not None and plan.multirun and not printing_config and is_main_process()
+        if sweeping:
+            if not any(a.startswith("hydra.sweep.dir=") for a in args):
+                # Fixed here, once: a requeued or continued job must find the same folder, not a new ${now:}.
+                args = [*args, f"hydra.sweep.dir={quote_override_value(plan.folder)}"]
+            start_sweep(plan, args)
+            warn_about_invalid_jobs(plan)
+            prepare_shared_stores(plan)
+    except DlxError as err:
+        if os.environ.get("HYDRA_FULL_ERROR") == "1":
+            raise
+        print_error(err)
+        return err.exit_code
+
+    import hydra
+
+    register_schema_and_resolvers()
+    sys.argv = ["dlx train", *args]  # @hydra.main reads its flags and overrides from sys.argv
+    run = hydra.main(config_path=str(config_dir()), config_name="train", version_base="1.3")(train_job)
+    try:
+        run()
+    except (SystemExit, KeyboardInterrupt) as stop:  # Ctrl-C (in training or between steps), a failed job
+        code = 128 + signal.SIGINT if isinstance(stop, KeyboardInterrupt) else stop.code
+        if not sweeping:
+            if isinstance(stop, KeyboardInterrupt):  # outside the training loop: nothing to save yet
+                print_error("Stopped by Ctrl-C before training started or after it ended.", "stopped")
+            return code if isinstance(code, int) else 1
+        from dlx.sweep.records import finish_sweep
+
+        finish_sweep(Path(plan.folder))
+        print_error(f"Sweep stopped. {how_to_continue(plan, args)}", "stopped")
+        return code if isinstance(code, int) else 1
+    return report_sweep(plan, args) if sweeping else 0
+
+
+def warn_about_invalid_jobs(plan: Any) -> None:
+    """A sweep runs even if some of its jobs have a bad value (they fail alone); say so before it starts."""
+    from dlx.config.overrides import differing_overrides, split_override
+
+    keys = differing_overrides(plan.jobs)
+    for number, error in enumerate(plan.errors):
+        if error is not None:
+            differs = [o for o in plan.jobs[number] if split_override(o)[0] in keys]
+            print_error(f"job {number} ({' '.join(differs)}) will fail: {error}", "warning")
+
+
+def prepare_shared_stores(plan: Any) -> None:
+    """A store the sweep's jobs share (MLflow's SQLite file) is created here, once, before jobs that may run
+    side by side (joblib) would race to create it."""
+    cfg = next((cfg for cfg in plan.configs if cfg is not None and cfg.get("logger")), None)
+    if cfg is None:
+        return
+    from dlx.train.build import build_loggers
+
+    for each in build_loggers(cfg):
+        if hasattr(each, "prepare"):
+            each.prepare(cfg.output_root)
+
+
+def report_sweep(plan: Any, args: list[str]) -> int:
+    """The sweep's table, saved beside its jobs; the exit status: non-zero unless every job completed."""
+    from dlx.sweep.records import finish_sweep
+
+    runs = finish_sweep(Path(plan.folder))
+    unfinished = [run for run in runs if run.status != "completed"]
+    if unfinished:
+        print_error(f"{len(unfinished)} of {len(runs)} job(s) did not complete (job "
+                    f"{', '.join(f'{run.name}: {run.status}' for run in unfinished)}); the table shows each error, and "
+                    f"each job's train.log the whole story. {how_to_continue(plan, args)}")
+        return DlxError.exit_code
+    return 0
+
+
+def how_to_continue(plan: Any, args: list[str]) -> str:
+    from dlx.sweep.records import continue_command
+
+    if plan.searched:
+        return ("An Optuna study goes on in a new sweep folder: run the same command with the same "
+                "hydra.sweeper.storage and hydra.sweeper.study_name.")
+    return f"Continue it (finished jobs are skipped) with: {continue_command(args, plan.folder)}"
+
+
+def print_plan(plan: Any) -> int:
+    """`--dry-run`: every job the command would run, each config checked; nothing is trained or written."""
+    from rich.markup import escape
+    from rich.table import Table
+
+    from dlx.config.overrides import differing_overrides
+    from dlx.ui.console import wide_console
+
+    console = wide_console()
+    if plan is None:
+        return 0
+    if plan.searched:
+        console.print(f"{plan.sweeper.rpartition('.')[2]} picks its {plan.trials or ''} trials as it goes, over:")
+        for key, space in plan.search_space.items():
+            console.print(f"  {escape(key)}: {escape(space)}")
+        console.print(f"The config the trials start from is {'valid' if plan.errors[0] is None else 'invalid'}:")
+    keys = differing_overrides(plan.jobs)
+    table = Table(title=f"{len(plan.jobs)} job(s) in {plan.folder} (dry run: nothing created)", title_justify="left")
+    for column in ["job", *keys, "config"]:
+        table.add_column(column, overflow="fold")
+    for number, (overrides, error) in enumerate(zip(plan.jobs, plan.errors)):
+        values = dict(o.partition("=")[::2] for o in overrides)
+        table.add_row(str(number), *(escape(values.get(key, "")) for key in keys),
+                      "[green]valid[/]" if error is None else f"[red]{escape(error)}[/]")
+    console.print(table)
+    invalid = sum(error is not None for error in plan.errors)
+    if invalid:
+        print_error(DlxError(f"{invalid} of {len(plan.jobs)} job config(s) are invalid (see the table)."))
+        return DlxError.exit_code
+    return 0
+
+
+def resume_in_place(args: list[str]) -> list[str]:
+    """`trainer.resume=RUN/checkpoints/X.ckpt` continues in RUN: the run folder is that of the checkpoint,
+    unless the command names one (hydra.run.dir=...)."""
+    from dlx.config.overrides import quote_override_value
+
+    resume = [a.partition("=")[2] for a in args if a.startswith("trainer.resume=")]
+    if not resume or resume[-1] in ("auto", "null", "") or any(a.startswith("hydra.run.dir=") for a in args):
+        return args
+    checkpoint = Path(resume[-1]).expanduser()
+    if checkpoint.parent.name != "checkpoints":
+        return args
+    return [*args, f"hydra.run.dir={quote_override_value(str(checkpoint.resolve().parent.parent))}"]

@@ -1,0 +1,95 @@
+"""The function Hydra runs for each job, in whatever process its launcher chose: one run, in this process or
+in trainer.devices processes, skipped if an earlier attempt completed it."""
+
+import os
+import signal
+from pathlib import Path
+from typing import Any, Optional
+
+from dlx.errors import DlxError
+from dlx.parallel.world import is_main_process, launched_as_rank
+from dlx.ui.console import print_error
+
+
+def train_job(cfg: Any) -> Optional[float]:
+    """The function Hydra runs for each job, with the composed config and the job's run folder. Returns the
+    monitored metric's best value: what a search sweeper (Optuna) optimises; None marks a failed trial."""
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+
+    from dlx.parallel.rendezvous import export_submitit_environment
+    from dlx.sweep.attempts import completed_attempt
+    from dlx.sweep.machine import share_machine
+    from dlx.train.signals import Interrupted
+
+    export_submitit_environment()  # a SLURM job of several tasks: each task is one rank of the run
+    hydra_cfg = HydraConfig.get()
+    run_dir = Path(hydra_cfg.runtime.output_dir)
+    overrides = list(hydra_cfg.overrides.task)
+    sweeping = hydra_cfg.mode == RunMode.MULTIRUN
+    choices = {group: option for group, option in hydra_cfg.runtime.choices.items()
+               if not group.startswith("hydra/") and group != "train_schema" and option is not None}
+    config_dirs = [source.path.removeprefix("file://") for source in hydra_cfg.runtime.config_sources
+                   if source.provider == "command-line"]
+    try:
+        if sweeping and (done := completed_attempt(cfg, run_dir, overrides)) is not None:
+            print(f"Job {hydra_cfg.job.num} ({' '.join(overrides) or 'defaults'}) already completed in "
+                  f"{run_dir}: skipped", flush=True)
+            return (done.get("best") or {}).get("value")
+        with share_machine(cfg, hydra_cfg):
+            summary = train_here_or_on_devices(cfg, run_dir, choices, overrides, config_dirs)
+        check_search_direction(hydra_cfg, summary)
+    except DlxError as err:
+        if os.environ.get("HYDRA_FULL_ERROR") == "1":
+            raise
+        if is_main_process():
+            print_error(err, "stopped" if isinstance(err, Interrupted) else "error")
+        if isinstance(err, Interrupted) and err.exit_code == 128 + signal.SIGUSR2:
+            hand_back_preemption_signal()
+        if not sweeping or isinstance(err, Interrupted):  # Ctrl-C stops a whole sweep too
+            raise SystemExit(err.exit_code)
+        return None  # in a sweep, one failed job does not stop the others (Optuna records a failed trial)
+    except Exception as err:  # a bug or an out-of-memory error: in a sweep, the other jobs still run
+        if not sweeping:
+            raise
+        import traceback
+
+        traceback.print_exc()
+        print_error(DlxError(f"Job {hydra_cfg.job.num} failed: {type(err).__name__}: {err}"))
+        return None
+    return summary["best"]["value"]  # None when no validation gave a finite value: a failed trial too
+
+
+def train_here_or_on_devices(cfg: Any, run_dir: Path, choices: dict[str, str], overrides: list[str],
+                             config_dirs: list[str]) -> dict[str, Any]:
+    """The run's summary. trainer.devices=N (N > 1) trains in N new processes, each one rank, and returns rank
+    0's summary; a process that torchrun or submitit started is one rank already, and trains here."""
+    if cfg.trainer.devices > 1 and not launched_as_rank():
+        from dlx.parallel.launch import train_on_devices
+
+        return train_on_devices(cfg, run_dir, choices, overrides, config_dirs)
+    from dlx.train.run import train
+
+    return train(cfg, run_dir, choices, overrides, config_dirs)
+
+
+def hand_back_preemption_signal() -> None:
+    """SIGUSR2 is how SLURM (--signal) and submitit announce preemption or the time limit. dlx stopped and
+    saved last.ckpt first; now the handler that was there before (submitit's: requeue this job) runs."""
+
+    handler = signal.getsignal(signal.SIGUSR2)
+    if callable(handler):
+        handler(signal.SIGUSR2, None)
+
+
+def check_search_direction(hydra_cfg: Any, summary: dict[str, Any]) -> None:
+    """An Optuna sweep that maximises a metric the run minimises would search for the worst model."""
+    direction = hydra_cfg.sweeper.get("direction")
+    mode = (summary.get("monitor") or {}).get("mode")
+    expected = {"max": "maximize", "min": "minimize"}.get(mode)
+    if isinstance(direction, str) and expected and direction != expected:
+        print_error(DlxError(f"hydra.sweeper.direction={direction}, but this run's monitored metric "
+                             f"{summary['monitor']['metric']} is best at its {mode}imum: the search would look for "
+                             f"the worst model. Pass hydra.sweeper.direction={expected}, or monitor another metric "
+                             "(trainer.monitor.metric=..., trainer.monitor.mode=...)."))
+        raise SystemExit(DlxError.exit_code)

@@ -1,0 +1,114 @@
+"""From a composed config to live objects: data, loss, task, model, optimizers, schedulers.
+
+`dlx train` builds from the config the user composed. `dlx eval` builds from the config stored in a
+checkpoint, which may come from anyone: before anything is imported or instantiated from it, every
+`_target_` it names must be one that dlx's own config tree (or the user's, or --allow) names.
+"""
+
+import inspect
+from typing import Any
+
+import torch
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf, open_dict
+from torch import nn
+
+from dlx.config.checks import locate_target
+from dlx.data import DataSplits
+from dlx.errors import DlxError
+from dlx.models.gan import GAN
+from dlx.train.tasks import Task, make_task
+
+
+def call(group: str, node: DictConfig, **filled: Any) -> Any:
+    """Instantiate `node` (already checked by check_config) with the values dlx fills in, turning a
+    constructor's complaint into a DlxError."""
+    try:
+        return instantiate(node, **filled, _convert_="all")
+    except DlxError:
+        raise
+    except Exception as err:
+        cause = err.__cause__ or err
+        if isinstance(cause, DlxError):
+            raise cause from None
+        raise DlxError(f"The {group} config was rejected by {node._target_}: {' '.join(str(cause).split())} "
+                       f"Fix the {group}.* values (see `dlx train --cfg job`).") from err
+
+
+def build_data(cfg: DictConfig) -> DataSplits:
+    data = call("dataset", cfg.dataset)
+    if not isinstance(data, DataSplits):
+        raise DlxError(f"dataset._target_={cfg.dataset._target_} returned {type(data).__name__}, not a "
+                       "dlx.data.DataSplits. See 'Bring your own data' in the README.")
+    if len(data.train[0]) == 0:
+        raise DlxError(f"The training split of {cfg.dataset._target_} is empty; lower dataset.val_fraction.")
+    if data.task == "regression":
+        for split in ("train", "val", "test"):
+            x, y = getattr(data, split)
+            if y.dim() == 1:  # (N,) against predictions (N, 1) would broadcast to (N, N) in the loss
+                setattr(data, split, (x, y.unsqueeze(1)))
+    if data.task == "classification":
+        for split in ("train", "val", "test"):
+            labels = getattr(data, split)[1]
+            if len(labels) and not 0 <= labels.min() <= labels.max() < data.num_classes:
+                raise DlxError(f"The {split} labels of {cfg.dataset._target_} run from {labels.min()} to "
+                               f"{labels.max()}, but it names {data.num_classes} classes: labels must be class "
+                               "indices 0..classes-1 (DataSplits.class_names lists the classes).")
+    return data
+
+
+def build_task(cfg: DictConfig, data: DataSplits, device: str) -> Task:
+    criterion = call("loss", cfg.loss)
+    model_class = locate_target("model", cfg.model._target_)
+    is_gan = inspect.isclass(model_class) and issubclass(model_class, GAN)
+    return make_task(criterion, data, device, is_gan)
+
+
+def build_model(cfg: DictConfig, task: Task, data: DataSplits) -> nn.Module:
+    """The model, with the sizes that come from the data written into cfg.model (so the checkpoint's
+    config rebuilds it without the data)."""
+    filled = {"input_shape": data.input_shape}
+    if task.num_outputs is not None:
+        filled["num_outputs"] = task.num_outputs
+    accepted = inspect.signature(locate_target("model", cfg.model._target_)).parameters
+    filled = {key: value for key, value in filled.items() if key in accepted}
+    with open_dict(cfg.model):
+        for key, value in filled.items():
+            cfg.model[key] = value
+    model = call("model", cfg.model)
+    if not isinstance(model, nn.Module):
+        raise DlxError(f"model._target_={cfg.model._target_} built a {type(model).__name__}, not a torch.nn.Module.")
+    return model
+
+
+def build_optimizers(cfg: DictConfig, task: Task, model: nn.Module) -> dict[str, torch.optim.Optimizer]:
+    make = call("optimizer", cfg.optimizer)
+    return {name: complete("optimizer", cfg.optimizer, make, params)
+            for name, params in task.param_groups(model).items()}
+
+
+def build_schedulers(cfg: DictConfig, optimizers: dict[str, torch.optim.Optimizer], total_steps: int) -> dict[str, Any]:
+    """One scheduler per optimizer, stepped once per optimizer step; `???` lengths become total_steps."""
+    node = cfg.get("scheduler")
+    if not node or "_target_" not in node:
+        return {}
+    with open_dict(node):
+        for key in ("T_max", "total_steps", "total_iters"):
+            if key in node.keys() and OmegaConf.is_missing(node, key):  # `in node` is False for ??? values
+                node[key] = total_steps
+    make = call("scheduler", node)
+    return {name: complete("scheduler", node, make, optimizer) for name, optimizer in optimizers.items()}
+
+
+def complete(group: str, node: DictConfig, make: Any, argument: Any) -> Any:
+    """Call a `_partial_` config's function with the argument dlx supplies (parameters, an optimizer)."""
+    try:
+        return make(argument)
+    except (TypeError, ValueError) as err:
+        raise DlxError(f"The {group} config was rejected by {node._target_}: {err}. "
+                       f"Fix the {group}.* values (see `dlx train --cfg job`).") from err
+
+
+def build_loggers(cfg: DictConfig) -> list[Any]:
+    """The loggers logger=... chose (dlx.store.loggers), in the order of the config."""
+    return [call(f"logger.{name}", node) for name, node in (cfg.get("logger") or {}).items()]

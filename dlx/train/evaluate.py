@@ -1,0 +1,80 @@
+"""Evaluation in fixed batches, so that the same weights always give the same numbers; the metric that
+chooses the best checkpoint; mixed precision as a context."""
+
+import contextlib
+import math
+
+import torch
+from omegaconf import DictConfig
+from torch import nn
+
+from dlx.errors import DlxError, did_you_mean
+from dlx.parallel.world import World
+from dlx.train.tasks import Task
+
+
+def monitored(trainer: DictConfig, task: Task) -> tuple[str, str]:
+    """(metric, mode) that chooses the best checkpoint: the config's, or the task's default."""
+    metric, mode = task.default_monitor
+    if trainer.monitor.metric != "auto":
+        metric = trainer.monitor.metric
+        names = [f"val/{name}" for name in task.metric_names]
+        if metric not in names:
+            raise DlxError(f'trainer.monitor.metric="{metric}" is not measured by this run.'
+                           f"{did_you_mean(metric, names)} Choose one of: {', '.join(names)}.")
+        if metric != task.default_monitor[0]:
+            mode = "max" if "acc" in metric else "min"
+    if trainer.monitor.mode != "auto":
+        mode = trainer.monitor.mode
+    return metric, mode
+
+
+def autocast(device: str, precision: str) -> contextlib.AbstractContextManager:
+    """bf16-mixed: matrix products and convolutions in bfloat16, weights, losses and reductions in float32.
+    At 32 bits, a context that does nothing (entering a disabled torch.autocast still costs each step)."""
+    if precision != "bf16-mixed":
+        return contextlib.nullcontext()
+    return torch.autocast(device.split(":")[0], dtype=torch.bfloat16)
+
+
+@torch.inference_mode()
+def evaluate(
+    model: nn.Module,
+    task: Task,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    batch_size: int,
+    max_batches: int | None = None,
+    mixed_precision: contextlib.AbstractContextManager | None = None,
+    world: World = World(),
+) -> dict[str, float]:
+    """Mean of each metric over (x, y) (prepared by the task, on the device), in fixed batches, so the same
+    weights always give the same numbers.
+
+    With several ranks, rank r evaluates batches r, r + world.size, ...; the batches' sums are then added up in
+    batch order, as a single process adds them, so that `dlx eval` later finds exactly the same numbers."""
+    was_training = model.training
+    model.eval()
+    num_batches = math.ceil(len(x) / batch_size)
+    if max_batches is not None:
+        num_batches = min(num_batches, max_batches)
+    names = task.metric_names
+    batch_sums: list[torch.Tensor] = []  # (K,) per batch: the sum of each metric over the batch
+    for batch_index in range(world.rank, num_batches, world.size):
+        begin = batch_index * batch_size
+        xb, yb = x[begin : begin + batch_size], y[begin : begin + batch_size]
+        with mixed_precision or contextlib.nullcontext():
+            sums = task.eval_batch(model, xb, yb, batch_index)
+        # float32: counts stay exact up to 2**24 samples; float64 does not exist on MPS
+        batch_sums.append(torch.stack([sums[name].float() for name in names]))
+    model.train(was_training)
+    if world.size > 1:
+        shares = world.gather([row.cpu() for row in batch_sums])
+        batch_sums = [shares[index % world.size][index // world.size] for index in range(num_batches)]
+    if not batch_sums:
+        return {}
+    total = batch_sums[0]
+    for row in batch_sums[1:]:
+        total = total + row
+    count = min(len(x), num_batches * batch_size)
+    return {name: value / count for name, value in zip(names, total.tolist())}

@@ -1,0 +1,211 @@
+"""One run's life, in this process: from a composed config to the files in its run folder (config, log,
+checkpoints, metrics, summary) and back to a summary, whatever happened."""
+
+import logging
+import os
+import platform
+import shlex
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+from omegaconf import DictConfig, OmegaConf
+
+from dlx import __version__
+from dlx.config.checks import check_config
+from dlx.data import DataSplits
+from dlx.errors import DlxError
+from dlx.parallel.world import World, join_world, weights_sha256
+from dlx.store.checkpoint import load_checkpoint
+from dlx.store.files import write_json_atomically
+from dlx.store.metrics import MetricsLog
+from dlx.train.augment import build_augment
+from dlx.train.build import build_data, build_loggers, build_model, build_optimizers, build_schedulers, build_task
+from dlx.train.evaluate import autocast, evaluate, monitored
+from dlx.train.loop import fit
+from dlx.train.resume import resume_or_start
+from dlx.train.setup import start_run
+from dlx.train.signals import Interrupted, stop_on_signals
+from dlx.train.state import Schedule, TrainState
+from dlx.train.tasks import Task, prepare
+from dlx.ui.console import logger, setup_logging, terminal_console
+from dlx.ui.model_summary import Networks, save_and_show, summarize
+from dlx.ui.progress import TrainingProgress
+
+
+def train(cfg: DictConfig, run_dir: Path, choices: dict[str, str], overrides: list[str],
+          config_dirs: list[str]) -> dict[str, Any]:
+    """Train the composed config in run_dir; return the summary (also written to run_dir/summary.json).
+
+    `overrides` and `config_dirs` (--config-dir) are those of the command line, to print how to resume.
+
+    A process that a launcher started as one rank (trainer.devices, torchrun, submitit) trains its share of
+    the run; rank 0 alone writes files and prints."""
+    world = join_world()
+    started = time.time()
+    console = terminal_console() if world.is_main else None
+    if world.is_main:
+        run_dir.mkdir(parents=True, exist_ok=True)
+    setup_logging(run_dir / "train.log" if world.is_main else None, console)
+    if not world.is_main:
+        logger.setLevel(logging.ERROR)  # rank 0 speaks for the run; errors are raised on every rank
+    logger.info(f"Run folder: {run_dir}")
+    summary: dict[str, Any] = {"status": "running", "run_dir": str(run_dir), "choices": choices,
+                               "overrides": overrides, "pid": os.getpid(), "host": platform.node()}
+    if world.is_main:
+        write_json_atomically(run_dir / "summary.json", summary)  # "running": what `dlx runs` shows meanwhile
+    loggers: list[Any] = []  # TensorBoard, MLflow... (rank 0)
+    try:
+        check_config(cfg)
+        if cfg.trainer.devices not in (1, world.size):
+            logger.info(f"trainer.devices={cfg.trainer.devices} is ignored: the launcher (torchrun, submitit) started "
+                        f"{world.size} process(es) for this run")
+        cfg.trainer.devices = world.size  # the stored config says how the run was trained
+        device = start_run(cfg.trainer, world)
+        data = build_data(cfg)
+        task = build_task(cfg, data, device)
+        model = build_model(cfg, task, data).to(device)
+        augment = build_augment(cfg.augment, data)
+        data = prepare(data, task.inputs, device)
+        optimizers = build_optimizers(cfg, task, model)
+        schedule = Schedule.plan(cfg.trainer, len(data.train[0]), world.size)
+        schedulers = build_schedulers(cfg, optimizers, schedule.total_steps)
+        # Resolved after the data filled in the model's sizes: this config alone rebuilds the model.
+        config = OmegaConf.to_container(cfg, resolve=True)
+        if world.is_main:
+            (run_dir / "config.yaml").write_text(OmegaConf.to_yaml(config), encoding="utf-8")
+            point_latest_at(Path(cfg.output_root), run_dir)
+        num_parameters = sum(p.numel() for p in model.parameters())
+        batches = f"batch {cfg.trainer.batch_size}" + (f" in each of {world.size} processes" if world.size > 1 else "")
+        logger.info(f"{type(model).__name__} with {num_parameters:,} parameters on {device}; "
+                    f"{len(data.train[0]):,} training, {len(data.val[0]):,} validation, {len(data.test[0]):,} test "
+                    f"samples; {schedule.total_steps:,} steps of {batches}")
+        if world.is_main:
+            show_model_summary(model, task.networks(model, data.input_shape), device, run_dir, console)
+        state = resume_or_start(cfg.trainer, run_dir, world, config, model, optimizers, schedulers, device)
+        if world.is_main:
+            loggers = start_loggers(cfg, run_dir, config, state.step)
+        with MetricsLog(run_dir / "metrics.jsonl" if world.is_main else Path(os.devnull), loggers) as metrics_log:
+            with TrainingProgress(schedule.total_steps, state.step, console) as progress, stop_on_signals() as stop:
+                state = fit(model, task, optimizers, schedulers, data, cfg.trainer, config, run_dir, device,
+                            metrics_log, progress, state, stop, world, augment)
+            if world.size > 1:
+                summary["distributed"] = check_same_weights(model, world, device)
+            test = test_best_checkpoint(run_dir, model, task, data, cfg, device, schedule, state, metrics_log, world)
+        metric, mode = monitored(cfg.trainer, task)
+        summary |= {"status": "completed", "monitor": {"metric": metric, "mode": mode}, "test": test,
+                    **outcome(state, schedule, run_dir), "num_parameters": num_parameters, "device": device}
+        return summary
+    except Interrupted as err:
+        command = ["dlx", "train", *(f"--config-dir={d}" for d in config_dirs),
+                   *(o for o in overrides if not o.startswith("trainer.resume")),
+                   f"trainer.resume={err.checkpoint.resolve()}"]
+        err.args = (f"{err} Resume with: {shlex.join(command)}",)
+        summary |= {"status": "interrupted", "error": str(err)}
+        raise
+    except DlxError as err:
+        summary |= {"status": "failed", "error": str(err)}
+        raise
+    except BaseException as err:  # a bug, an out-of-memory error, Ctrl-C outside the training loop
+        status = "interrupted" if isinstance(err, KeyboardInterrupt) else "failed"
+        summary |= {"status": status, "error": f"{type(err).__name__}: {err}"}
+        raise
+    finally:
+        summary |= {"wall_time_s": round(time.time() - started, 3), "dlx_version": __version__,
+                    "torch_version": str(torch.__version__), "python_version": platform.python_version()}
+        if world.is_main:
+            write_json_atomically(run_dir / "summary.json", summary)
+        finish_loggers(loggers, summary)
+
+
+def outcome(state: TrainState, schedule: Schedule, run_dir: Path) -> dict[str, Any]:
+    """What the training loop ended with, for summary.json."""
+    return {
+        "best": {"value": state.best_value, "step": state.best_step},
+        "steps": state.step,
+        "samples_per_sec": state.train_samples / state.train_seconds if state.train_seconds else None,
+        "stopped_early": state.stopped_early,
+        "epochs": round(state.epoch + state.batch_in_epoch / schedule.steps_per_epoch, 4),
+        "checkpoint": "checkpoints/best.ckpt" if (run_dir / "checkpoints" / "best.ckpt").exists()
+        else "checkpoints/last.ckpt",
+    }
+
+
+def show_model_summary(model: torch.nn.Module, networks: Networks, device: str, run_dir: Path,
+                       console: Any) -> None:
+    """The model table: a help, not a requirement; a model torchinfo cannot trace still trains."""
+    try:
+        save_and_show(summarize(model, networks, device), run_dir / "model_summary.txt", console)
+    except Exception as err:
+        logger.warning(f"Warning: no model summary ({type(err).__name__}: {err}); training goes on.")
+
+
+def start_loggers(cfg: DictConfig, run_dir: Path, config: dict[str, Any], resumed_step: int) -> list[Any]:
+    loggers = build_loggers(cfg)
+    for each in loggers:
+        each.start(run_dir, config, resumed_step)
+    return loggers
+
+
+def finish_loggers(loggers: list[Any], summary: dict[str, Any]) -> None:
+    """Close each logger with the run's outcome; one that fails (a tracking server gone) is reported, and
+    takes nothing else down: the run folder has everything."""
+    for each in loggers:
+        try:
+            each.finish(summary["status"], summary)
+        except Exception as err:
+            logger.warning(f"Warning: {type(each).__name__} could not finish ({type(err).__name__}: {err})")
+
+
+def check_same_weights(model: torch.nn.Module, world: World, device: str) -> dict[str, Any]:
+    """After data-parallel training every rank must hold the same weights: compare their fingerprints."""
+    digests = world.gather(weights_sha256(model))
+    if len(set(digests)) > 1:
+        raise DlxError(f"The {world.size} training processes ended with different weights (sha256 per rank: "
+                       f"{', '.join(digest[:12] for digest in digests)}): their gradients were not all averaged. "
+                       "This is a bug in dlx or in a model whose training step bypasses DistributedDataParallel; "
+                       "please report it with the command you ran.")
+    return {"world_size": world.size, "backend": "nccl" if device.startswith("cuda") else "gloo",
+            "weights_sha256_per_rank": digests}
+
+
+def test_best_checkpoint(run_dir: Path, model: torch.nn.Module, task: Task, data: DataSplits, cfg: DictConfig,
+                         device: str, schedule: Schedule, state: TrainState, log: MetricsLog,
+                         world: World = World()) -> dict[str, float]:
+    """Test the weights read back from best.ckpt: exactly what `dlx eval` will evaluate later.
+
+    With several ranks, rank 0 reads the file (the others may run on machines that do not see it) and sends
+    the weights to the others, and each tests its share of the test split."""
+    if world.is_main:
+        path = run_dir / "checkpoints" / "best.ckpt"
+        if not path.exists():  # no validation ever gave a finite metric
+            logger.warning(f"No best.ckpt (no finite {monitored(cfg.trainer, task)[0]} in any validation): "
+                           "testing last.ckpt")
+            path = path.with_name("last.ckpt")
+        best = load_checkpoint(path)
+        model.load_state_dict(best["model"])
+    world.copy_from_main(model.state_dict().values())
+    test = evaluate(model, task, *data.test, cfg.trainer.eval_batch_size, schedule.max_eval_batches,
+                    autocast(device, cfg.trainer.precision), world)
+    if world.is_main:
+        log.write({"step": state.step, "split": "test", "checkpoint_step": best["state"]["step"], **test})
+        logger.info("test  (best checkpoint, step %d)  %s", best["state"]["step"],
+                    "  ".join(f"{key} {value:.4f}" for key, value in test.items()))
+    return test
+
+
+def point_latest_at(output_root: Path, run_dir: Path) -> None:
+    """outputs/latest -> the newest run folder, replaced atomically (a symlink renamed over the old one)."""
+    output_root.mkdir(parents=True, exist_ok=True)
+    link = output_root / "latest"
+    temporary = output_root / f".latest.{os.getpid()}"
+    temporary.unlink(missing_ok=True)
+    target = os.path.relpath(run_dir.resolve(), output_root.resolve())
+    try:
+        temporary.symlink_to(target, target_is_directory=True)
+        os.replace(temporary, link)
+    except OSError:  # file systems without symlinks: the run folder is printed anyway
+        temporary.unlink(missing_ok=True)
+
+

@@ -1,0 +1,220 @@
+"""What one training step computes for each kind of model: classification, regression, adversarial.
+
+A task's `inputs` maps raw inputs to what its model sees (normalised pixels, or pixels in [-1, 1] for a GAN);
+prepare() applies it to whole splits once. train_step() turns a batch into losses, calls `update(optimizer_name,
+loss)` (the engine's backward + step) once per optimizer, and returns the batch's means as 0-dim tensors (the
+engine reads them only when it logs, so there is no host synchronisation per step). eval_batch() returns sums
+over the batch, so that counts such as correct predictions stay exact. training_view() is the model as
+train_step() gets it when several processes train it (DistributedDataParallel through `wrap`).
+"""
+
+import dataclasses
+import math
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from dlx.data import DataSplits
+from dlx.errors import DlxError
+from dlx.models.gan import GAN
+from dlx.ui.model_summary import Networks
+
+Update = Callable[[str, torch.Tensor], None]
+Sums = dict[str, torch.Tensor]
+Wrap = Callable[[nn.Module], nn.Module]
+
+
+def prepare(data: DataSplits, inputs: Callable[[torch.Tensor], torch.Tensor], device: str) -> DataSplits:
+    """The data as the model sees it: every split on the device, its inputs mapped by `inputs` once here
+    rather than batch by batch (the same numbers: the mapping is element-wise)."""
+    def split(pair: tuple[torch.Tensor, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+        x, y = pair
+        return inputs(x.to(device)), y.to(device)
+
+    return dataclasses.replace(data, train=split(data.train), val=split(data.val), test=split(data.test))
+
+
+def pixel_normalizer(data: DataSplits, device: str) -> Callable[[torch.Tensor], torch.Tensor]:
+    """Per-batch normalisation with the training split's channel statistics (identity for tabular data)."""
+    if not data.is_image:
+        return lambda x: x
+    mean = torch.tensor(data.pixel_mean, device=device).view(1, -1, 1, 1)
+    std = torch.tensor(data.pixel_std, device=device).view(1, -1, 1, 1)
+    return lambda x: (x - mean).div_(std)  # one new tensor, not two: whole splits pass through here
+
+
+class OneNetwork:
+    """What classification and regression share: one network, trained by one optimizer."""
+
+    def param_groups(self, model: nn.Module) -> dict[str, list[nn.Parameter]]:
+        return {"model": list(model.parameters())}
+
+    def training_view(self, model: nn.Module, wrap: Wrap) -> nn.Module:
+        return wrap(model)
+
+    def networks(self, model: nn.Module, input_shape: list[int]) -> Networks:
+        """(name, module, the input size it gets) of each network trained, for the model summary."""
+        return [(type(model).__name__, model, (1, *input_shape))]
+
+
+class Classification(OneNetwork):
+    default_monitor = ("val/acc", "max")
+    metric_names = ("loss", "acc")
+
+    def __init__(self, criterion: nn.Module, data: DataSplits, device: str) -> None:
+        self.criterion = criterion
+        self.num_classes = data.num_classes
+        if isinstance(criterion, (nn.BCEWithLogitsLoss, nn.MSELoss)) and self.num_classes == 2:
+            self.num_outputs = 1  # a binary task with a sigmoid loss: one output, the logit of the positive class
+        else:
+            self.num_outputs = self.num_classes
+        self.inputs = pixel_normalizer(data, device)
+
+    def loss(self, logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        criterion = self.criterion
+        if isinstance(criterion, nn.CrossEntropyLoss):
+            return criterion(logits, y)
+        if isinstance(criterion, nn.NLLLoss):
+            return criterion(F.log_softmax(logits, dim=1), y)
+        if isinstance(criterion, (nn.BCEWithLogitsLoss, nn.MSELoss)):
+            if self.num_outputs == 1:
+                target = y.float()
+                output = logits[:, 0]
+            else:
+                target = F.one_hot(y, self.num_classes).float()
+                output = logits
+            if isinstance(criterion, nn.MSELoss):  # MSE compares probabilities with the one-hot target
+                output = torch.sigmoid(output) if self.num_outputs == 1 else F.softmax(output, dim=1)
+            return criterion(output, target)
+        return criterion(logits, y)  # a user's own loss on (logits, class indices)
+
+    def predict(self, logits: torch.Tensor) -> torch.Tensor:
+        return (logits[:, 0] > 0).long() if self.num_outputs == 1 else logits.argmax(dim=1)
+
+    def train_step(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, update: Update) -> Sums:
+        loss = self.loss(model(x), y)
+        update("model", loss)
+        # The loss only: a training accuracy would cost three more operations per step (a tenth of a
+        # small model's step); accuracy is measured on validation.
+        return {"loss": loss.detach()}
+
+    def eval_batch(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_index: int) -> Sums:
+        logits = model(x)
+        return {"loss": self.loss(logits, y) * len(y), "acc": (self.predict(logits) == y).sum()}
+
+
+class Regression(OneNetwork):
+    default_monitor = ("val/loss", "min")
+    metric_names = ("loss", "mae")
+
+    def __init__(self, criterion: nn.Module, data: DataSplits, device: str) -> None:
+        if isinstance(criterion, (nn.CrossEntropyLoss, nn.NLLLoss, nn.BCEWithLogitsLoss)):
+            raise DlxError(f"loss {type(criterion).__name__} needs class labels, but this data set is a regression "
+                           "task with real-valued targets. Use loss=mse.")
+        self.criterion = criterion
+        self.num_outputs = data.num_targets
+        self.inputs = pixel_normalizer(data, device)
+
+    def train_step(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, update: Update) -> Sums:
+        loss = self.criterion(model(x), y)
+        update("model", loss)
+        return {"loss": loss.detach()}
+
+    def eval_batch(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_index: int) -> Sums:
+        prediction = model(x)
+        return {"loss": self.criterion(prediction, y) * len(y), "mae": (prediction - y).abs().mean(dim=1).sum()}
+
+
+class Adversarial:
+    """The tutorial's minimax game, min_G max_D E[log D(x)] + E[log(1 - D(G(z)))], as two alternating steps.
+
+    The discriminator step maximises the objective (binary cross-entropy: real -> 1, generated -> 0). The
+    generator step uses the non-saturating form, maximise log D(G(z)), which has the same fixed point but
+    strong gradients early on, when D easily rejects G's samples (Goodfellow et al. 2014, section 3).
+
+    With loss=mse the same two steps train a least-squares GAN (Mao et al. 2017) instead.
+    """
+
+    default_monitor = ("val/d_acc", "min")  # the closer the discriminator is to guessing, the better G fools it
+    metric_names = ("loss", "g_loss", "d_acc")
+    num_outputs = None
+
+    def __init__(self, criterion: nn.Module, data: DataSplits, device: str) -> None:
+        if not isinstance(criterion, (nn.BCEWithLogitsLoss, nn.MSELoss)):
+            raise DlxError(f"model=gan trains on the minimax objective, which is binary cross-entropy; "
+                           f"loss={type(criterion).__name__} does not apply. Use loss=bce (the default for gan), "
+                           "or loss=mse for a least-squares GAN.")
+        self.criterion = criterion
+        self.real_above = 0.5 if isinstance(criterion, nn.MSELoss) else 0.0  # decision threshold of D's output
+        # Generated samples end in tanh, so real images are mapped from [0, 1] to the same [-1, 1].
+        self.inputs = (lambda x: x * 2 - 1) if data.is_image else (lambda x: x)
+
+    def param_groups(self, model: GAN) -> dict[str, list[nn.Parameter]]:
+        return {"discriminator": list(model.discriminator.parameters()),
+                "generator": list(model.generator.parameters())}
+
+    def training_view(self, model: GAN, wrap: Wrap) -> GAN:
+        """Each network wrapped on its own: a step calls the generator and the discriminator separately, and
+        DistributedDataParallel synchronises only the gradients of forwards that go through its wrapper."""
+        return model.with_networks(wrap(model.generator), wrap(model.discriminator))
+
+    def networks(self, model: GAN, input_shape: list[int]) -> Networks:
+        return [("generator", model.generator, (1, model.noise_dim)),
+                ("discriminator", model.discriminator, (1, math.prod(input_shape)))]
+
+    def losses(self, model: GAN, real: torch.Tensor, z: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        fake = model.generate(z)
+        real_logits, fake_logits = model(real), model(fake.detach())
+        ones, zeros = torch.ones_like(real_logits), torch.zeros_like(fake_logits)
+        d_loss = (self.criterion(real_logits, ones) + self.criterion(fake_logits, zeros)) / 2
+        d_correct = (real_logits > self.real_above).sum() + (fake_logits <= self.real_above).sum()
+        return d_loss, d_correct, fake
+
+    def train_step(self, model: GAN, x: torch.Tensor, y: torch.Tensor, update: Update) -> Sums:
+        d_loss, d_correct, fake = self.losses(model, x, model.sample_noise(len(x)))
+        update("discriminator", d_loss)
+        fake_logits = model(fake)
+        g_loss = self.criterion(fake_logits, torch.ones_like(fake_logits))
+        update("generator", g_loss)
+        return {"loss": d_loss.detach(), "g_loss": g_loss.detach(), "d_acc": d_correct / (2 * len(x))}
+
+    def eval_batch(self, model: GAN, x: torch.Tensor, y: torch.Tensor, batch_index: int) -> Sums:
+        # Fixed noise per batch, so evaluating the same checkpoint twice gives the same numbers.
+        z = model.sample_noise(len(x), torch.Generator().manual_seed(batch_index))
+        d_loss, d_correct, fake = self.losses(model, x, z)
+        fake_logits = model(fake)
+        g_loss = self.criterion(fake_logits, torch.ones_like(fake_logits))
+        n = len(x)
+        return {"loss": d_loss * n, "g_loss": g_loss * n, "d_acc": d_correct / 2}
+
+    @staticmethod  # also `dlx sample`'s, which has a GAN but no task
+    @torch.inference_mode()
+    def save_samples(model: GAN, path: Path, count: int = 64, seed: int = 0) -> None:
+        """A grid of generated samples as a PNG (images only), from the same noise at every evaluation."""
+        from torchvision.utils import save_image
+
+        if len(model.input_shape) != 3:
+            return
+        was_training = model.training
+        model.eval()
+        images = model.generate(model.sample_noise(count, torch.Generator().manual_seed(seed)))
+        model.train(was_training)
+        images = (images.float().cpu() + 1) / 2
+        scale = max(1, 64 // images.shape[-1])  # draw 8x8 digits large enough to see
+        images = F.interpolate(images, scale_factor=scale, mode="nearest")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        save_image(images, path, nrow=8, padding=2, pad_value=1.0)
+
+
+Task = Classification | Regression | Adversarial
+
+
+def make_task(criterion: nn.Module, data: DataSplits, device: str, is_gan: bool) -> Task:
+    if is_gan:
+        return Adversarial(criterion, data, device)
+    if data.task == "regression":
+        return Regression(criterion, data, device)
+    return Classification(criterion, data, device)
