@@ -57,3 +57,11 @@ def summary_of(run_dir: Path) -> dict:
 @pytest.fixture
 def workdir(tmp_path: Path) -> Path:
     return tmp_path
+
+
+@pytest.fixture
+def compose():
+    """compose(OVERRIDES): the config `dlx train OVERRIDES` runs, composed in this process (no subprocess)."""
+    from dlx.config.compose import compose_config
+
+    return compose_config

@@ -16,7 +16,7 @@ def test_wheel_ships_conf_and_uses_it(tmp_path: Path) -> None:
     wheel = next((tmp_path / "dist").glob("dlx-*.whl"))
     names = zipfile.ZipFile(wheel).namelist()
     for path in ["dlx/conf/train.yaml", "dlx/conf/model/cnn.yaml", "dlx/conf/hydra/help/dlx.yaml",
-                 "dlx/conf/experiment/tutorial_ffn.yaml", "dlx/cli.py"]:
+                 "dlx/conf/experiment/tutorial_ffn.yaml", "dlx/cli/__init__.py"]:
         assert path in names
     assert not [n for n in names if n.startswith(("tests/", "outputs/"))]
 

@@ -244,15 +244,12 @@ def test_cnn_on_real_fashion_mnist(workdir: Path) -> None:
     assert evaluated["metrics"] == summary["test"] and evaluated["samples"] == 10_000
 
 
-def test_deterministic_is_set_for_each_run_of_a_process() -> None:
+def test_deterministic_is_set_for_each_run_of_a_process(compose) -> None:
     # The jobs of a sweep share one process: a job without trainer.deterministic must not inherit it.
-    from omegaconf import OmegaConf
-
-    from dlx.config.schema import TrainerConfig
     from dlx.parallel.world import World
     from dlx.train.setup import start_run
 
-    trainer = OmegaConf.structured(TrainerConfig(device="cpu"))
+    trainer = compose(["trainer.device=cpu"]).trainer
     try:
         trainer.deterministic = True
         start_run(trainer, World())

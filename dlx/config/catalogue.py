@@ -149,18 +149,9 @@ def print_options(options: list[Option], group: str | None) -> None:
 
 def composed_config(overrides: list[str], user_config_dir: Path | None) -> str:
     """The config `dlx train OVERRIDES` would run, as YAML (Hydra's own settings left out)."""
-    from hydra.types import RunMode
-    from omegaconf import open_dict
+    from dlx.config.compose import compose_config
 
-    from dlx.config.compose import compose_or_explain, hydra_session
-    from dlx.config.overrides import check_overrides_parse
-
-    check_overrides_parse(overrides)
-    with hydra_session(str(user_config_dir) if user_config_dir else None) as hydra:
-        cfg = compose_or_explain(hydra, "train", overrides, RunMode.RUN)
-    with open_dict(cfg):
-        del cfg["hydra"]
-    return OmegaConf.to_yaml(cfg)
+    return OmegaConf.to_yaml(compose_config(overrides, user_config_dir))
 
 
 def copy_option(key: str, target: str, force: bool) -> tuple[Path, str]:

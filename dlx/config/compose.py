@@ -162,6 +162,22 @@ def check_run_folder_creatable(folder: str) -> None:
                        "hydra.run.dir) at a folder you can write to, e.g. output_root=$HOME/dlx-outputs.")
 
 
+def compose_config(overrides: list[str], user_config_dir: str | os.PathLike | None = None) -> DictConfig:
+    """The config of one `dlx train OVERRIDES` run, composed in this process as the runner composes it, without
+    Hydra's own settings; a DlxError explains a wrong override."""
+    from hydra.types import RunMode
+    from omegaconf import open_dict
+
+    from dlx.config.overrides import check_overrides_parse
+
+    check_overrides_parse(overrides)
+    with hydra_session(str(user_config_dir) if user_config_dir else None) as hydra:
+        cfg = compose_or_explain(hydra, "train", overrides, RunMode.RUN)
+    with open_dict(cfg):
+        del cfg["hydra"]
+    return cfg
+
+
 def compose_or_explain(hydra: Any, config_name: str, overrides: list[str], run_mode: Any) -> DictConfig:
     try:
         return hydra.compose_config(config_name, overrides, run_mode=run_mode, validate_sweep_overrides=False)

@@ -1,5 +1,5 @@
-"""The config schema, where the config tree lives, and the checks a composed config must pass before any
-data is loaded. Nothing here imports torch: `dlx train --cfg job` and `dlx --help` stay fast."""
+"""The config schema (the type of every key dlx itself reads), where the config tree lives, and the resolvers
+its YAML uses. Nothing here imports torch: `dlx train --cfg job` and `dlx --help` stay fast."""
 
 import secrets
 from dataclasses import dataclass, field
@@ -12,43 +12,45 @@ DEVICES = ("auto", "cpu", "cuda", "mps")
 PRECISIONS = ("32", "bf16-mixed")
 
 
+# The schema gives each key its type, so that `trainer.batch_size=abc` fails before anything runs. The values,
+# and what each key means, have one source: the YAML files (conf/train.yaml, conf/trainer/default.yaml), which
+# `dlx cat` prints and users copy. MISSING here means "the YAML says".
+
+
 @dataclass
 class MonitorConfig:
-    metric: str = "auto"  # e.g. val/acc; "auto": val/acc for classifiers, val/loss for regression
-    mode: str = "auto"  # min | max | auto
+    metric: str = MISSING
+    mode: str = MISSING
 
 
 @dataclass
 class TrainerConfig:
-    max_epochs: int = 10
-    max_steps: Optional[int] = None  # when set, training stops after this many optimizer steps
-    batch_size: int = 64
-    eval_batch_size: int = 1000
-    eval_every: Optional[int] = None  # steps between validations; None: at the end of every epoch
-    log_every: int = 50  # steps between training-metric rows
-    device: str = "auto"
-    # Processes that train the run together (data parallel, one per GPU, or sharing the CPU), each on its share
-    # of every batch: batch_size is per process, so the global batch is batch_size x devices. Under torchrun
-    # or submitit the launcher's process count wins.
-    devices: int = 1
-    seed: int = 0
-    grad_clip: Optional[float] = None  # max gradient norm
-    threads: Optional[int] = None  # torch intra-op threads; None: torch's default
-    precision: str = "32"  # 32 | bf16-mixed: autocast to bfloat16 (CPU with AVX512-BF16/AMX, or a recent GPU)
-    deterministic: bool = False  # only reproducible kernels (cuDNN, cuBLAS on GPUs): exact reruns, a little slower
+    max_epochs: int = MISSING
+    max_steps: Optional[int] = MISSING
+    batch_size: int = MISSING
+    eval_batch_size: int = MISSING
+    eval_every: Optional[int] = MISSING
+    log_every: int = MISSING
+    device: str = MISSING
+    devices: int = MISSING
+    seed: int = MISSING
+    grad_clip: Optional[float] = MISSING
+    threads: Optional[int] = MISSING
+    precision: str = MISSING
+    deterministic: bool = MISSING
     monitor: MonitorConfig = field(default_factory=MonitorConfig)
-    smoke: bool = False  # a couple of batches of everything, for CI
-    patience: Optional[int] = None  # stop early after this many validations without improvement
-    checkpoint_every: Optional[int] = None  # steps between saves of last.ckpt besides those at each validation
-    resume: Optional[str] = None  # a checkpoint to continue from, or "auto": the run folder's newest good one
-    resume_allow_changes: bool = False  # resume even if the config differs from the checkpoint's
-    on_nonfinite: str = "error"  # error: stop at a NaN/inf loss or gradient; skip: skip such steps and count them
+    smoke: bool = MISSING
+    patience: Optional[int] = MISSING
+    checkpoint_every: Optional[int] = MISSING
+    resume: Optional[str] = MISSING
+    resume_allow_changes: bool = MISSING
+    on_nonfinite: str = MISSING
 
 
 @dataclass
 class AugmentConfig:
-    hflip: bool = False  # mirror each training image left to right with probability 1/2
-    shift: int = 0  # move each training image by up to this many pixels along each axis
+    hflip: bool = MISSING
+    shift: int = MISSING
 
 
 @dataclass
@@ -60,8 +62,8 @@ class TrainConfig:
     scheduler: Any = None
     logger: Any = None  # {name: logger config}: where metrics go besides metrics.jsonl
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
-    augment: AugmentConfig = field(default_factory=AugmentConfig)  # random changes to training images
-    output_root: str = "outputs"
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
+    output_root: str = MISSING
 
 
 def config_dir() -> Path:

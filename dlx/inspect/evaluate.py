@@ -13,7 +13,7 @@ from dlx.config.trust import trusted_config
 from dlx.errors import DlxError
 from dlx.inspect.rebuild import load_weights
 from dlx.store.checkpoint import load_checkpoint
-from dlx.train.build import build_data, build_model, build_task
+from dlx.train.build import build_data, build_model, build_task, fill_derived
 from dlx.train.evaluate import autocast, evaluate
 from dlx.train.setup import resolve_device
 from dlx.train.state import Schedule
@@ -59,7 +59,8 @@ def evaluate_checkpoint(path: Path, overrides: list[str], split: str, allow: lis
     device = resolve_device(cfg.trainer.device)
     data = build_data(cfg)
     task = build_task(cfg, data, device)
-    model = build_model(cfg, task, data)
+    fill_derived(cfg, data, task)  # the stored config has them already: the same values
+    model = build_model(cfg)
     load_weights(model, checkpoint, path)
     model.to(device)
     x, y = getattr(prepare(data, task.inputs, device), split)

@@ -64,17 +64,28 @@ def build_task(cfg: DictConfig, data: DataSplits, device: str) -> Task:
     return make_task(criterion, data, device, is_gan)
 
 
-def build_model(cfg: DictConfig, task: Task, data: DataSplits) -> nn.Module:
-    """The model, with the sizes that come from the data written into cfg.model (so the checkpoint's
-    config rebuilds it without the data)."""
+def fill_derived(cfg: DictConfig, data: DataSplits, task: Task, total_steps: int | None = None) -> None:
+    """The one step where values that come from the data and the run enter the config: the model's input
+    shape and number of outputs (for the arguments its constructor takes), and the `???` lengths of the
+    scheduler (T_max, total_steps, total_iters), so that the stored config alone rebuilds the run."""
     filled = {"input_shape": data.input_shape}
     if task.num_outputs is not None:
         filled["num_outputs"] = task.num_outputs
     accepted = inspect.signature(locate_target("model", cfg.model._target_)).parameters
-    filled = {key: value for key, value in filled.items() if key in accepted}
     with open_dict(cfg.model):
         for key, value in filled.items():
-            cfg.model[key] = value
+            if key in accepted:
+                cfg.model[key] = value
+    scheduler = cfg.get("scheduler")
+    if total_steps is not None and scheduler and "_target_" in scheduler:
+        with open_dict(scheduler):
+            for key in ("T_max", "total_steps", "total_iters"):
+                if key in scheduler.keys() and OmegaConf.is_missing(scheduler, key):  # `in` is False for ???
+                    scheduler[key] = total_steps
+
+
+def build_model(cfg: DictConfig) -> nn.Module:
+    """The model of cfg.model, whose sizes fill_derived() wrote in."""
     model = call("model", cfg.model)
     if not isinstance(model, nn.Module):
         raise DlxError(f"model._target_={cfg.model._target_} built a {type(model).__name__}, not a torch.nn.Module.")
@@ -87,15 +98,11 @@ def build_optimizers(cfg: DictConfig, task: Task, model: nn.Module) -> dict[str,
             for name, params in task.param_groups(model).items()}
 
 
-def build_schedulers(cfg: DictConfig, optimizers: dict[str, torch.optim.Optimizer], total_steps: int) -> dict[str, Any]:
-    """One scheduler per optimizer, stepped once per optimizer step; `???` lengths become total_steps."""
+def build_schedulers(cfg: DictConfig, optimizers: dict[str, torch.optim.Optimizer]) -> dict[str, Any]:
+    """One scheduler per optimizer, stepped once per optimizer step (its lengths filled by fill_derived())."""
     node = cfg.get("scheduler")
     if not node or "_target_" not in node:
         return {}
-    with open_dict(node):
-        for key in ("T_max", "total_steps", "total_iters"):
-            if key in node.keys() and OmegaConf.is_missing(node, key):  # `in node` is False for ??? values
-                node[key] = total_steps
     make = call("scheduler", node)
     return {name: complete("scheduler", node, make, optimizer) for name, optimizer in optimizers.items()}
 

@@ -1,7 +1,4 @@
-"""The training engine: fit() and evaluate(), the same loop for every model family.
-
-Data sets are tensors in memory, batched by index: an epoch is a permutation drawn from (seed, epoch) alone,
-so a run's sample order does not depend on anything else that consumed random numbers.
+"""The training loop, the same for every model family: fit() drives the phases of a Loop, one step at a time.
 
 Data-parallel (several processes, `world`): every rank draws the same permutation and trains on its own share
 of it through DistributedDataParallel, which averages the gradients. Every value that decides what the loop does
@@ -9,247 +6,163 @@ next (the losses checked for NaN, validation metrics, a stop request) is first c
 every rank takes the same decisions; rank 0 alone writes files.
 """
 
-import math
 import time
 from collections.abc import Callable
-from dataclasses import asdict
+from contextlib import AbstractContextManager
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import torch
-from omegaconf import DictConfig
 from torch import nn
 
-from dlx import __version__
-from dlx.data import DataSplits
 from dlx.errors import DlxError
 from dlx.parallel.world import World
-from dlx.store.checkpoint import FORMAT_VERSION, capture_rng_state, copy_checkpoint, save_checkpoint
 from dlx.store.metrics import MetricsLog, finite
 from dlx.train.augment import Augment
-from dlx.train.evaluate import autocast, evaluate, monitored
+from dlx.train.checkpointing import CheckpointWriter
+from dlx.train.evaluate import evaluate
+from dlx.train.monitor import BestMonitor, IntervalMeter
 from dlx.train.signals import Interrupted
-from dlx.train.state import Schedule, TrainState, epoch_order
-from dlx.train.tasks import Adversarial, Task
-from dlx.ui.console import logger
+from dlx.train.state import Schedule, TrainState, epoch_order, rank_share
+from dlx.train.step import Updater
+from dlx.train.tasks import Task
 from dlx.ui.progress import TrainingProgress
 
 
-def fit(
-    model: nn.Module,
-    task: Task,
-    optimizers: dict[str, torch.optim.Optimizer],
-    schedulers: dict[str, Any],
-    data: DataSplits,
-    trainer: DictConfig,
-    config: dict[str, Any],
-    run_dir: Path,
-    device: str,
-    metrics_log: MetricsLog,
-    progress: TrainingProgress,
-    state: TrainState,
-    stop_requested: Callable[[], int],
-    world: World,
-    augment: Augment | None = None,
-) -> TrainState:
-    """Train until the planned number of steps, validating and checkpointing on the way.
+def fit(loop: "Loop") -> TrainState:
+    """Train from loop.state to the schedule's last step, validating and checkpointing on the way.
 
-    `state` may come from a checkpoint: training then continues at its step, inside its epoch, in the same
-    sample order. `stop_requested()` returns a signal number once the user asked to stop (SIGINT, SIGTERM):
-    the current step finishes, last.ckpt is written, and Interrupted is raised. `augment` (flips, shifts)
-    changes each training batch before the model sees it.
-    """
-    x_train, y_train = data.train  # prepared by the task, on the device
-    schedule = Schedule.plan(trainer, len(x_train), world.size)
-    # What the training steps call: under DDP the model (or the GAN's two networks) in DistributedDataParallel.
-    # Evaluation, checks and checkpoints use `model` itself, whose parameters are the same tensors.
-    train_model = task.training_view(model, world.wrap) if world.size > 1 else model
-    metric, mode = monitored(trainer, task)
-    checkpoints = run_dir / "checkpoints"
-    skip_nonfinite = trainer.on_nonfinite == "skip"
-    # Plain values for the per-step path: reading an OmegaConf node costs microseconds each time.
-    batch_size, grad_clip, checkpoint_every = trainer.batch_size, trainer.grad_clip, trainer.checkpoint_every
-    mixed_precision = autocast(device, trainer.precision)
-    # The values (losses...) and batch sizes of the steps since the last log, as the device tensors the task
-    # returned: no tensor operation and no synchronisation per step, and a value that turns out not finite
-    # names its step exactly.
-    recent: list[tuple[dict[str, torch.Tensor], int]] = []
+    The state may come from a checkpoint: training then continues at its step, inside its epoch, in the same
+    sample order."""
+    loop.model.train()
+    for batch in loop.schedule.batches(loop.state, loop.order_of_epoch):
+        loop.train_step(batch)
+        if loop.schedule.is_log_step(loop.state.step):
+            loop.log_interval()
+        if loop.schedule.is_eval_step(loop.state.step):
+            loop.validate_and_save()
+        elif loop.schedule.is_checkpoint_step(loop.state.step):
+            loop.save()
+        loop.stop_if_signalled()
+        if loop.state.stopped_early:
+            break
+    return loop.state
 
-    def update(name: str, loss: torch.Tensor) -> None:
-        optimizer = optimizers[name]
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        if grad_clip or skip_nonfinite:
-            parameters = [p for group in optimizer.param_groups for p in group["params"]]
-            norm = nn.utils.clip_grad_norm_(parameters, grad_clip or math.inf)
-            # The loss of every rank: a step is skipped everywhere or nowhere. One synchronisation per step.
-            if skip_nonfinite and not torch.isfinite(world.sum(loss.detach()) + norm):
-                state.skipped_steps += 1
-                return
-        optimizer.step()
-        if name in schedulers:
-            schedulers[name].step()
 
-    def save(val: dict[str, float], improved: bool) -> None:
-        rng = world.gather(capture_rng_state(device)) if world.size > 1 else None  # every rank's generators
-        if not world.is_main:
-            return
-        payload = checkpoint_payload(config, model, optimizers, schedulers, state, val, device, rng, data)
-        if (checkpoints / "last.ckpt").exists():  # keep the one before, for resume=auto to fall back on
-            copy_checkpoint(checkpoints / "last.ckpt", checkpoints / "previous.ckpt")
-        save_checkpoint(checkpoints / "last.ckpt", payload)
-        if improved:
-            copy_checkpoint(checkpoints / "last.ckpt", checkpoints / "best.ckpt")
+@dataclass
+class Loop:
+    """One run's training, as phases that fit() calls. Built by dlx.train.run from the run's parts."""
 
-    def check_finite(row: dict[str, float], weights_too: bool = False) -> None:
+    model: nn.Module  # evaluation, checks and checkpoints use the model itself
+    task: Task
+    data_train: tuple[torch.Tensor, torch.Tensor]  # prepared by the task, on the device
+    data_val: tuple[torch.Tensor, torch.Tensor]
+    schedule: Schedule
+    updater: Updater
+    checkpoints: CheckpointWriter
+    monitor: BestMonitor
+    metrics_log: MetricsLog
+    progress: TrainingProgress
+    world: World
+    state: TrainState
+    run_dir: Path
+    device: str
+    seed: int  # the sample order's: trainer.seed
+    eval_batch_size: int
+    mixed_precision: AbstractContextManager  # autocast, or nothing at 32 bits
+    stop_requested: Callable[[], int]  # the signal number once the user asked to stop (SIGINT, SIGTERM), else 0
+    augment: Augment | None = None  # flips, shifts: changes each training batch before the model sees it
+    train_model: nn.Module = field(init=False)  # what the steps call: under DDP, the model in its wrapper
+    meter: IntervalMeter = field(init=False)
+    started: float = field(init=False)
+
+    def __post_init__(self) -> None:
+        # Under DDP the model (or the GAN's two networks) in DistributedDataParallel; its parameters are the
+        # model's own tensors.
+        self.train_model = self.task.training_view(self.model, self.world.wrap) if self.world.size > 1 else self.model
+        self.meter = IntervalMeter(self.world, drop_nonfinite=self.updater.skip_nonfinite)
+        self.started = time.perf_counter()
+
+    def order_of_epoch(self, epoch: int) -> torch.Tensor:
+        """This rank's permutation of the training samples for `epoch`."""
+        order = epoch_order(len(self.data_train[0]), epoch, self.seed, self.device)
+        return rank_share(order, self.world.rank, self.world.size)
+
+    def train_step(self, index: torch.Tensor) -> None:
+        """One optimizer step (for a GAN, one of each network) on the samples at `index`."""
+        x, y = self.data_train[0][index], self.data_train[1][index]
+        if self.augment:
+            x = self.augment(x)
+        with self.mixed_precision:
+            values = self.task.train_step(self.train_model, x, y, self.updater)
+        self.state.step += 1
+        self.meter.add(values, len(index))
+        self.progress.advance(self.state.step)
+
+    def log_interval(self) -> None:
+        """A row of training metrics: the interval's means, the learning rate and the throughput."""
+        row = self.meter.means()
+        self.check_finite(row)
+        now = time.perf_counter()
+        seen, seconds = self.meter.samples(), now - self.meter.started
+        row |= {"lr": self.updater.lr, "samples_per_sec": seen / seconds}
+        if self.updater.skip_nonfinite:
+            row["skipped_steps"] = self.state.skipped_steps
+        self.log("train", row, now)
+        self.state.train_samples += seen
+        self.state.train_seconds += seconds
+        self.meter.restart(now)
+
+    def validate_and_save(self) -> None:
+        """Validate, record the monitored metric (best, patience), save, and let the task look (GAN samples)."""
+        started = time.perf_counter()
+        self.check_finite(weights_too=True)
+        self.world.copy_from_main(self.model.buffers())  # batch-norm statistics: rank 0's, which it saves
+        val = evaluate(self.model, self.task, *self.data_val, self.eval_batch_size, self.schedule.max_eval_batches,
+                       self.mixed_precision, self.world)
+        self.log("val", val, time.perf_counter())
+        # `val` holds the same all-reduced numbers on every rank: the decisions below agree.
+        improved = self.monitor.update(self.state, val, self.schedule.is_last_step(self.state.step))
+        # Without a validation split there is nothing to choose on: the best checkpoint is the last.
+        self.checkpoints.save(self.state, val, improved or not val)
+        if self.world.is_main:
+            self.task.after_validation(self.model, self.run_dir, self.state.step, self.metrics_log)
+        self.model.train()
+        self.meter.pause(time.perf_counter() - started)  # validation is not training throughput
+
+    def save(self) -> None:
+        """last.ckpt with the weights of this step, checked first."""
+        self.check_finite(weights_too=True)
+        self.checkpoints.save(self.state, {}, improved=False)
+
+    def stop_if_signalled(self) -> None:
+        """A signal may reach some ranks only, or between their steps: all stop after the same step."""
+        signal_number = self.world.max(self.stop_requested())
+        if signal_number and not self.schedule.is_last_step(self.state.step):
+            self.save()
+            raise Interrupted(signal_number, self.state.step, self.checkpoints.last)
+
+    def check_finite(self, row: dict[str, float] | None = None, weights_too: bool = False) -> None:
         """Called before anything is logged or saved, so no checkpoint ever holds the weights of a bad step.
 
         A finite loss can still come with an infinite gradient; the weights it produced are checked before
         each save. One synchronisation (and, across ranks, one reduction) per check."""
-        if skip_nonfinite:
+        if self.updater.skip_nonfinite:
             return
-        # One flag per step since the last log (then one for the weights), false where it is not finite on
-        # some rank: every rank finds the same first bad step.
-        flags = [torch.stack(list(values.values())).isfinite().all() for values, _ in recent]
-        if weights_too:
-            flags.append(torch.stack([p.detach().isfinite().all() for p in model.parameters()]).all())
-        bad_at = (~world.all(torch.stack(flags))).nonzero() if flags else []
-        # The first false flag names its step; the weights' flag, after the steps', names the current one.
-        bad = min(state.step - len(recent) + 1 + int(bad_at[0]), state.step) if len(bad_at) else 0
+        weights = torch.stack([p.detach().isfinite().all() for p in self.model.parameters()]).all() \
+            if weights_too else None
+        bad = self.meter.first_bad_step(self.state.step, weights)
+        row = row or {}
         if bad or not all(finite(value) for value in row.values()):
-            raise non_finite_error(row, bad or state.step, checkpoints)
+            raise non_finite_error(row, bad or self.state.step, self.checkpoints.folder)
 
-    interval_start = time.perf_counter()
-    start = interval_start
-    model.train()
-    while state.step < schedule.total_steps and not state.stopped_early:
-        # Every rank draws the same permutation and takes every world.size-th sample of it, from its rank on;
-        # the last len % world.size samples sit this epoch out, so that every rank has as many batches.
-        order = epoch_order(len(x_train), state.epoch, trainer.seed, device)
-        order = order[world.rank : len(order) - len(order) % world.size : world.size]
-        for batch in range(state.batch_in_epoch, schedule.steps_per_epoch):
-            index = order[batch * batch_size : (batch + 1) * batch_size]
-            inputs = augment(x_train[index]) if augment else x_train[index]
-            with mixed_precision:
-                values = task.train_step(train_model, inputs, y_train[index], update)
-            state.step += 1
-            state.batch_in_epoch = batch + 1
-            # Under on_nonfinite=skip (one synchronisation per step already), a skipped step is not logged.
-            if not skip_nonfinite or world.all(torch.stack(list(values.values())).isfinite().all()):
-                recent.append((values, len(index)))
-            progress.advance(state.step)
-            epoch = state.epoch + state.batch_in_epoch / schedule.steps_per_epoch
-            finished = state.step == schedule.total_steps
-
-            if state.step % schedule.log_every == 0 or finished:
-                # The one host synchronisation per logging interval: reading the interval's values.
-                seen = world.size * sum(size for _, size in recent)  # every rank's batches have the same sizes
-                row = interval_means(recent, world)
-                check_finite(row)
-                now = time.perf_counter()
-                row |= {"lr": first_lr(optimizers), "samples_per_sec": seen / (now - interval_start)}
-                if skip_nonfinite:
-                    row["skipped_steps"] = state.skipped_steps
-                if world.is_main:
-                    log_row(metrics_log, progress, "train", state.step, epoch, row, now - start)
-                state.train_samples += seen
-                state.train_seconds += now - interval_start
-                recent, interval_start = [], now
-
-            if state.step % schedule.eval_every == 0 or finished:
-                eval_started = time.perf_counter()
-                check_finite({}, weights_too=True)
-                world.copy_from_main(model.buffers())  # batch-norm statistics: rank 0's, which it saves
-                val = evaluate(model, task, *data.val, trainer.eval_batch_size, schedule.max_eval_batches,
-                               mixed_precision, world)
-                if world.is_main:
-                    log_row(metrics_log, progress, "val", state.step, epoch, val, time.perf_counter() - start)
-                # `val` holds the same all-reduced numbers on every rank: the decisions below agree.
-                value = val.get(metric.removeprefix("val/"), math.nan) if val else math.nan
-                improved = finite(value) and (state.best_value is None or
-                                              (value > state.best_value if mode == "max" else value < state.best_value))
-                if improved:
-                    state.best_value, state.best_step = value, state.step
-                if val:
-                    state.evals_without_improvement = 0 if improved else state.evals_without_improvement + 1
-                if trainer.patience and state.evals_without_improvement >= trainer.patience and not finished:
-                    state.stopped_early = True
-                    logger.info(f"Early stop at step {state.step}: no better {metric} in {trainer.patience} "
-                                f"validations (best {state.best_value} at step {state.best_step})")
-                # Without a validation split there is nothing to choose on: the best checkpoint is the last.
-                save(val, improved or not val)
-                if isinstance(task, Adversarial) and world.is_main:
-                    samples = run_dir / "samples" / f"step_{state.step:07d}.png"
-                    task.save_samples(model, samples)
-                    metrics_log.image("samples", samples, state.step)
-                model.train()
-                interval_start += time.perf_counter() - eval_started  # validation is not training throughput
-            elif checkpoint_every and state.step % checkpoint_every == 0:
-                check_finite({}, weights_too=True)
-                save({}, improved=False)
-
-            # A signal may reach some ranks only, or between their steps: all stop after the same step.
-            signal_number = world.max(stop_requested())
-            if signal_number and not finished:
-                check_finite({}, weights_too=True)
-                save({}, improved=False)
-                raise Interrupted(signal_number, state.step, checkpoints / "last.ckpt")
-            if finished or state.stopped_early:
-                break
-        if state.batch_in_epoch == schedule.steps_per_epoch:
-            state.epoch += 1
-            state.batch_in_epoch = 0
-    return state
-
-
-def interval_means(steps: list[tuple[dict[str, torch.Tensor], int]], world: World) -> dict[str, float]:
-    """Each value's mean over the interval's samples (the batches' means weighted by their sizes), averaged
-    over the ranks (whose intervals have the same number of samples)."""
-    if not steps:
-        return {}
-    names = list(steps[0][0])
-    values = torch.stack([torch.stack([step[name].float() for name in names]) for step, _ in steps])  # (S, K)
-    sizes = torch.tensor([size for _, size in steps], dtype=values.dtype, device=values.device)
-    means = world.mean((values * sizes[:, None]).sum(dim=0) / sizes.sum())
-    return dict(zip(names, means.tolist()))
-
-
-def log_row(log: MetricsLog, progress: TrainingProgress, split: str, step: int, epoch: float,
-            values: dict[str, float], elapsed: float) -> None:
-    row = {"step": step, "epoch": round(epoch, 4), "split": split, **values, "elapsed": round(elapsed, 3)}
-    log.write(row)
-    progress.log(row)
-
-
-def first_lr(optimizers: dict[str, torch.optim.Optimizer]) -> float:
-    return next(iter(optimizers.values())).param_groups[0]["lr"]
-
-
-def checkpoint_payload(config: dict[str, Any], model: nn.Module, optimizers: dict[str, Any],
-                       schedulers: dict[str, Any], state: TrainState, val: dict[str, float],
-                       device: str, rng_per_rank: list[dict[str, Any]] | None = None,
-                       data: DataSplits | None = None) -> dict[str, Any]:
-    payload = {
-        "format_version": FORMAT_VERSION,
-        "dlx_version": __version__,
-        "torch_version": str(torch.__version__),
-        "config": config,
-        "model": model.state_dict(),
-        "optimizers": {name: optimizer.state_dict() for name, optimizer in optimizers.items()},
-        "schedulers": {name: scheduler.state_dict() for name, scheduler in schedulers.items()},
-        "state": asdict(state),
-        "val": val,
-        "rng": capture_rng_state(device),
-    }
-    if rng_per_rank:  # data-parallel: each rank's generators (its dropout masks, its noise), in rank order
-        payload["rng_per_rank"] = rng_per_rank
-    if data is not None:  # what `dlx predict` and `dlx export` need to prepare new inputs as training did
-        payload["data"] = {
-            "task": data.task, "input_shape": data.input_shape, "class_names": [str(c) for c in data.class_names],
-            "pixel_mean": None if data.pixel_mean is None else [float(v) for v in data.pixel_mean],
-            "pixel_std": None if data.pixel_std is None else [float(v) for v in data.pixel_std],
-        }
-    return payload
+    def log(self, split: str, values: dict[str, float], now: float) -> None:
+        if not self.world.is_main:
+            return
+        row = {"step": self.state.step, "epoch": round(self.schedule.epochs_done(self.state), 4), "split": split,
+               **values, "elapsed": round(now - self.started, 3)}
+        self.metrics_log.write(row)
+        self.progress.log(row)
 
 
 def non_finite_error(row: dict[str, float], step: int, checkpoints: Path) -> DlxError:

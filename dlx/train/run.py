@@ -6,6 +6,8 @@ import os
 import platform
 import shlex
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -20,23 +22,50 @@ from dlx.parallel.world import World, join_world, weights_sha256
 from dlx.store.checkpoint import load_checkpoint
 from dlx.store.files import write_json_atomically
 from dlx.store.metrics import MetricsLog
-from dlx.train.augment import build_augment
-from dlx.train.build import build_data, build_loggers, build_model, build_optimizers, build_schedulers, build_task
+from dlx.train.augment import Augment, build_augment
+from dlx.train.build import (
+    build_data,
+    build_loggers,
+    build_model,
+    build_optimizers,
+    build_schedulers,
+    build_task,
+    fill_derived,
+)
+from dlx.train.checkpointing import CheckpointWriter
 from dlx.train.evaluate import autocast, evaluate, monitored
-from dlx.train.loop import fit
+from dlx.train.loop import Loop, fit
+from dlx.train.monitor import BestMonitor
 from dlx.train.resume import resume_or_start
 from dlx.train.setup import start_run
 from dlx.train.signals import Interrupted, stop_on_signals
 from dlx.train.state import Schedule, TrainState
+from dlx.train.step import Updater
 from dlx.train.tasks import Task, prepare
 from dlx.ui.console import logger, setup_logging, terminal_console
 from dlx.ui.model_summary import Networks, save_and_show, summarize
 from dlx.ui.progress import TrainingProgress
 
 
+@dataclass
+class RunParts:
+    """What a run is built of, from its config and its data."""
+
+    device: str
+    data: DataSplits  # prepared: as the model sees it, on the device
+    task: Task
+    model: torch.nn.Module
+    augment: Augment | None
+    optimizers: dict[str, torch.optim.Optimizer]
+    schedulers: dict[str, Any]
+    schedule: Schedule
+    config: dict[str, Any]  # resolved after the data filled in the model's sizes: this config alone rebuilds it
+
+
 def train(cfg: DictConfig, run_dir: Path, choices: dict[str, str], overrides: list[str],
           config_dirs: list[str]) -> dict[str, Any]:
-    """Train the composed config in run_dir; return the summary (also written to run_dir/summary.json).
+    """Train the composed config in run_dir; return the summary (also written to run_dir/summary.json, whatever
+    happened).
 
     `overrides` and `config_dirs` (--config-dir) are those of the command line, to print how to resume.
 
@@ -44,58 +73,30 @@ def train(cfg: DictConfig, run_dir: Path, choices: dict[str, str], overrides: li
     the run; rank 0 alone writes files and prints."""
     world = join_world()
     started = time.time()
-    console = terminal_console() if world.is_main else None
-    if world.is_main:
-        run_dir.mkdir(parents=True, exist_ok=True)
-    setup_logging(run_dir / "train.log" if world.is_main else None, console)
-    if not world.is_main:
-        logger.setLevel(logging.ERROR)  # rank 0 speaks for the run; errors are raised on every rank
-    logger.info(f"Run folder: {run_dir}")
+    console = start_logging(run_dir, world)
     summary: dict[str, Any] = {"status": "running", "run_dir": str(run_dir), "choices": choices,
                                "overrides": overrides, "pid": os.getpid(), "host": platform.node()}
     if world.is_main:
         write_json_atomically(run_dir / "summary.json", summary)  # "running": what `dlx runs` shows meanwhile
     loggers: list[Any] = []  # TensorBoard, MLflow... (rank 0)
     try:
-        check_config(cfg)
-        if cfg.trainer.devices not in (1, world.size):
-            logger.info(f"trainer.devices={cfg.trainer.devices} is ignored: the launcher (torchrun, submitit) started "
-                        f"{world.size} process(es) for this run")
-        cfg.trainer.devices = world.size  # the stored config says how the run was trained
-        device = start_run(cfg.trainer, world)
-        data = build_data(cfg)
-        task = build_task(cfg, data, device)
-        model = build_model(cfg, task, data).to(device)
-        augment = build_augment(cfg.augment, data)
-        data = prepare(data, task.inputs, device)
-        optimizers = build_optimizers(cfg, task, model)
-        schedule = Schedule.plan(cfg.trainer, len(data.train[0]), world.size)
-        schedulers = build_schedulers(cfg, optimizers, schedule.total_steps)
-        # Resolved after the data filled in the model's sizes: this config alone rebuilds the model.
-        config = OmegaConf.to_container(cfg, resolve=True)
+        parts = build_run(cfg, world)
         if world.is_main:
-            (run_dir / "config.yaml").write_text(OmegaConf.to_yaml(config), encoding="utf-8")
-            point_latest_at(Path(cfg.output_root), run_dir)
-        num_parameters = sum(p.numel() for p in model.parameters())
-        batches = f"batch {cfg.trainer.batch_size}" + (f" in each of {world.size} processes" if world.size > 1 else "")
-        logger.info(f"{type(model).__name__} with {num_parameters:,} parameters on {device}; "
-                    f"{len(data.train[0]):,} training, {len(data.val[0]):,} validation, {len(data.test[0]):,} test "
-                    f"samples; {schedule.total_steps:,} steps of {batches}")
+            record_run(parts, cfg, run_dir, console)
+        state = resume_or_start(cfg.trainer, run_dir, world, parts.config, parts.model, parts.optimizers,
+                                parts.schedulers, parts.device)
         if world.is_main:
-            show_model_summary(model, task.networks(model, data.input_shape), device, run_dir, console)
-        state = resume_or_start(cfg.trainer, run_dir, world, config, model, optimizers, schedulers, device)
-        if world.is_main:
-            loggers = start_loggers(cfg, run_dir, config, state.step)
+            loggers = start_loggers(cfg, run_dir, parts.config, state.step)
         with MetricsLog(run_dir / "metrics.jsonl" if world.is_main else Path(os.devnull), loggers) as metrics_log:
-            with TrainingProgress(schedule.total_steps, state.step, console) as progress, stop_on_signals() as stop:
-                state = fit(model, task, optimizers, schedulers, data, cfg.trainer, config, run_dir, device,
-                            metrics_log, progress, state, stop, world, augment)
+            with TrainingProgress(parts.schedule.total_steps, state.step, console) as progress, \
+                    stop_on_signals() as stop:
+                fit(make_loop(parts, cfg.trainer, state, run_dir, metrics_log, progress, stop, world))
             if world.size > 1:
-                summary["distributed"] = check_same_weights(model, world, device)
-            test = test_best_checkpoint(run_dir, model, task, data, cfg, device, schedule, state, metrics_log, world)
-        metric, mode = monitored(cfg.trainer, task)
+                summary["distributed"] = check_same_weights(parts.model, world, parts.device)
+            test = test_best_checkpoint(run_dir, parts, cfg, state, metrics_log, world)
+        metric, mode = monitored(cfg.trainer, parts.task)
         summary |= {"status": "completed", "monitor": {"metric": metric, "mode": mode}, "test": test,
-                    **outcome(state, schedule, run_dir), "num_parameters": num_parameters, "device": device}
+                    **outcome(parts, state, run_dir)}
         return summary
     except Interrupted as err:
         command = ["dlx", "train", *(f"--config-dir={d}" for d in config_dirs),
@@ -119,16 +120,80 @@ def train(cfg: DictConfig, run_dir: Path, choices: dict[str, str], overrides: li
         finish_loggers(loggers, summary)
 
 
-def outcome(state: TrainState, schedule: Schedule, run_dir: Path) -> dict[str, Any]:
+def start_logging(run_dir: Path, world: World) -> Any:
+    """The run folder and dlx's log (console and train.log); the rich console when a person is watching."""
+    console = terminal_console() if world.is_main else None
+    if world.is_main:
+        run_dir.mkdir(parents=True, exist_ok=True)
+    setup_logging(run_dir / "train.log" if world.is_main else None, console)
+    if not world.is_main:
+        logger.setLevel(logging.ERROR)  # rank 0 speaks for the run; errors are raised on every rank
+    logger.info(f"Run folder: {run_dir}")
+    return console
+
+
+def build_run(cfg: DictConfig, world: World) -> RunParts:
+    """Check the config, set up the process (seeds, device), and build everything the run trains with."""
+    check_config(cfg)
+    if cfg.trainer.devices not in (1, world.size):
+        logger.info(f"trainer.devices={cfg.trainer.devices} is ignored: the launcher (torchrun, submitit) started "
+                    f"{world.size} process(es) for this run")
+    cfg.trainer.devices = world.size  # the stored config says how the run was trained
+    device = start_run(cfg.trainer, world)
+    data = build_data(cfg)
+    task = build_task(cfg, data, device)
+    schedule = Schedule.plan(cfg.trainer, len(data.train[0]), world.size)
+    fill_derived(cfg, data, task, schedule.total_steps)
+    config = OmegaConf.to_container(cfg, resolve=True)
+    model = build_model(cfg).to(device)
+    augment = build_augment(cfg.augment, data)
+    data = prepare(data, task.inputs, device)
+    optimizers = build_optimizers(cfg, task, model)
+    schedulers = build_schedulers(cfg, optimizers)
+    logger.info(f"{type(model).__name__} with {count_parameters(model):,} parameters on {device}; "
+                f"{len(data.train[0]):,} training, {len(data.val[0]):,} validation, {len(data.test[0]):,} test "
+                f"samples; {schedule.total_steps:,} steps of batch {cfg.trainer.batch_size}"
+                + (f" in each of {world.size} processes" if world.size > 1 else ""))
+    return RunParts(device, data, task, model, augment, optimizers, schedulers, schedule, config)  # type: ignore[arg-type]
+
+
+def record_run(parts: RunParts, cfg: DictConfig, run_dir: Path, console: Any) -> None:
+    """config.yaml, the outputs/latest link and the model summary (rank 0)."""
+    (run_dir / "config.yaml").write_text(OmegaConf.to_yaml(parts.config), encoding="utf-8")
+    point_latest_at(Path(cfg.output_root), run_dir)
+    show_model_summary(parts.model, parts.task.networks(parts.model, parts.data.input_shape), parts.device, run_dir,
+                       console)
+
+
+def make_loop(parts: RunParts, trainer: DictConfig, state: TrainState, run_dir: Path, metrics_log: MetricsLog,
+              progress: TrainingProgress, stop_requested: Callable[[], int], world: World) -> Loop:
+    # Plain values for the per-step path: reading an OmegaConf node costs microseconds each time.
+    skip_nonfinite = trainer.on_nonfinite == "skip"
+    updater = Updater(parts.optimizers, parts.schedulers, trainer.grad_clip, skip_nonfinite, world, state)
+    checkpoints = CheckpointWriter(run_dir / "checkpoints", parts.config, parts.model, parts.optimizers,
+                                   parts.schedulers, parts.data, parts.device, world)
+    monitor = BestMonitor(*monitored(trainer, parts.task), trainer.patience)
+    return Loop(parts.model, parts.task, parts.data.train, parts.data.val, parts.schedule, updater, checkpoints,
+                monitor, metrics_log, progress, world, state, run_dir, parts.device, trainer.seed,
+                trainer.eval_batch_size, autocast(parts.device, trainer.precision), stop_requested, parts.augment)
+
+
+def count_parameters(model: torch.nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())
+
+
+def outcome(parts: RunParts, state: TrainState, run_dir: Path) -> dict[str, Any]:
     """What the training loop ended with, for summary.json."""
     return {
         "best": {"value": state.best_value, "step": state.best_step},
         "steps": state.step,
         "samples_per_sec": state.train_samples / state.train_seconds if state.train_seconds else None,
         "stopped_early": state.stopped_early,
-        "epochs": round(state.epoch + state.batch_in_epoch / schedule.steps_per_epoch, 4),
+        "epochs": round(parts.schedule.epochs_done(state), 4),
         "checkpoint": "checkpoints/best.ckpt" if (run_dir / "checkpoints" / "best.ckpt").exists()
         else "checkpoints/last.ckpt",
+        "num_parameters": count_parameters(parts.model),
+        "device": parts.device,
     }
 
 
@@ -170,13 +235,13 @@ def check_same_weights(model: torch.nn.Module, world: World, device: str) -> dic
             "weights_sha256_per_rank": digests}
 
 
-def test_best_checkpoint(run_dir: Path, model: torch.nn.Module, task: Task, data: DataSplits, cfg: DictConfig,
-                         device: str, schedule: Schedule, state: TrainState, log: MetricsLog,
-                         world: World = World()) -> dict[str, float]:
+def test_best_checkpoint(run_dir: Path, parts: RunParts, cfg: DictConfig, state: TrainState, log: MetricsLog,
+                         world: World) -> dict[str, float]:
     """Test the weights read back from best.ckpt: exactly what `dlx eval` will evaluate later.
 
     With several ranks, rank 0 reads the file (the others may run on machines that do not see it) and sends
     the weights to the others, and each tests its share of the test split."""
+    model, task = parts.model, parts.task
     if world.is_main:
         path = run_dir / "checkpoints" / "best.ckpt"
         if not path.exists():  # no validation ever gave a finite metric
@@ -186,8 +251,8 @@ def test_best_checkpoint(run_dir: Path, model: torch.nn.Module, task: Task, data
         best = load_checkpoint(path)
         model.load_state_dict(best["model"])
     world.copy_from_main(model.state_dict().values())
-    test = evaluate(model, task, *data.test, cfg.trainer.eval_batch_size, schedule.max_eval_batches,
-                    autocast(device, cfg.trainer.precision), world)
+    test = evaluate(model, task, *parts.data.test, cfg.trainer.eval_batch_size, parts.schedule.max_eval_batches,
+                    autocast(parts.device, cfg.trainer.precision), world)
     if world.is_main:
         log.write({"step": state.step, "split": "test", "checkpoint_step": best["state"]["step"], **test})
         logger.info("test  (best checkpoint, step %d)  %s", best["state"]["step"],

@@ -1,7 +1,13 @@
-"""Where a run is (TrainState, saved in every checkpoint) and where it is going (Schedule: steps per epoch,
-when to log, validate and save), and the sample order of each epoch."""
+"""Where a run is (TrainState, saved in every checkpoint) and where it is going (Schedule: the batches of each
+epoch, and at which steps to log, validate and save).
+
+Data sets are tensors in memory, batched by index: an epoch is a permutation drawn from (seed, epoch) alone,
+so a run's sample order does not depend on anything else that consumed random numbers, and a resumed run
+continues inside its epoch in the same order.
+"""
 
 import math
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import torch
@@ -10,6 +16,7 @@ from omegaconf import DictConfig
 from dlx.errors import DlxError
 
 SMOKE_BATCHES = 2
+OrderOfEpoch = Callable[[int], torch.Tensor]  # epoch -> this rank's permutation of the training samples
 
 
 @dataclass
@@ -33,6 +40,8 @@ class Schedule:
     eval_every: int
     log_every: int
     max_eval_batches: int | None
+    batch_size: int = 1
+    checkpoint_every: int | None = None  # steps between saves besides those at each validation
 
     @classmethod
     def plan(cls, trainer: DictConfig, num_train: int, world_size: int = 1) -> "Schedule":
@@ -42,15 +51,56 @@ class Schedule:
             raise DlxError(f"The training split has {num_train} samples, fewer than the {world_size} processes that "
                            "would share it. Train in fewer processes (trainer.devices) or on more data.")
         num_train //= world_size
-        steps_per_epoch = math.ceil(num_train / trainer.batch_size)
-        if num_train % trainer.batch_size == 1 and steps_per_epoch > 1:
+        batch_size = trainer.batch_size
+        steps_per_epoch = math.ceil(num_train / batch_size)
+        if num_train % batch_size == 1 and steps_per_epoch > 1:
             steps_per_epoch -= 1  # drop a last batch of one sample: batch norm cannot normalise it
         if trainer.smoke:
-            return cls(steps_per_epoch, SMOKE_BATCHES, SMOKE_BATCHES, 1, SMOKE_BATCHES)
+            return cls(steps_per_epoch, SMOKE_BATCHES, SMOKE_BATCHES, 1, SMOKE_BATCHES, batch_size)
         total = trainer.max_steps or trainer.max_epochs * steps_per_epoch
-        return cls(steps_per_epoch, total, trainer.eval_every or steps_per_epoch, trainer.log_every, None)
+        return cls(steps_per_epoch, total, trainer.eval_every or steps_per_epoch, trainer.log_every, None, batch_size,
+                   trainer.checkpoint_every)
+
+    def batches(self, state: TrainState, order_of_epoch: OrderOfEpoch) -> Iterator[torch.Tensor]:
+        """The sample indices of each step from `state` on, to the last step. The state's position in the epoch
+        advances as each batch is handed out, so that a checkpoint saved after the step counts it done; a new
+        epoch begins once the consumer is through with the last batch of the one before."""
+        while state.step < self.total_steps:
+            order = order_of_epoch(state.epoch)
+            while state.batch_in_epoch < self.steps_per_epoch:
+                begin = state.batch_in_epoch * self.batch_size
+                state.batch_in_epoch += 1
+                yield order[begin : begin + self.batch_size]
+                if state.step >= self.total_steps:
+                    return
+            state.epoch += 1
+            state.batch_in_epoch = 0
+
+    def is_last_step(self, step: int) -> bool:
+        return step == self.total_steps
+
+    def is_log_step(self, step: int) -> bool:
+        return step % self.log_every == 0 or step == self.total_steps
+
+    def is_eval_step(self, step: int) -> bool:
+        return step % self.eval_every == 0 or step == self.total_steps
+
+    def is_checkpoint_step(self, step: int) -> bool:
+        return bool(self.checkpoint_every) and step % self.checkpoint_every == 0
+
+    def epochs_done(self, state: TrainState) -> float:
+        """Epochs trained, counting the current one's batches as a fraction."""
+        return state.epoch + state.batch_in_epoch / self.steps_per_epoch
+
 
 
 def epoch_order(num_samples: int, epoch: int, seed: int, device: str) -> torch.Tensor:
+    """The permutation of the training samples for `epoch`: the same for the same (seed, epoch), on every rank."""
     generator = torch.Generator().manual_seed(seed * 1_000_003 + epoch)
     return torch.randperm(num_samples, generator=generator).to(device)
+
+
+def rank_share(order: torch.Tensor, rank: int, world_size: int) -> torch.Tensor:
+    """Rank `rank`'s samples of an epoch: every world_size-th of the permutation, from its rank on; the last
+    len % world_size samples sit the epoch out, so that every rank has as many batches."""
+    return order[rank : len(order) - len(order) % world_size : world_size]

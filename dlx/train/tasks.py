@@ -2,10 +2,11 @@
 
 A task's `inputs` maps raw inputs to what its model sees (normalised pixels, or pixels in [-1, 1] for a GAN);
 prepare() applies it to whole splits once. train_step() turns a batch into losses, calls `update(optimizer_name,
-loss)` (the engine's backward + step) once per optimizer, and returns the batch's means as 0-dim tensors (the
-engine reads them only when it logs, so there is no host synchronisation per step). eval_batch() returns sums
-over the batch, so that counts such as correct predictions stay exact. training_view() is the model as
-train_step() gets it when several processes train it (DistributedDataParallel through `wrap`).
+loss)` (dlx.train.step.Updater: backward + step) once per optimizer, and returns the batch's means as 0-dim
+tensors (the loop reads them only when it logs, so there is no host synchronisation per step). eval_batch()
+returns sums over the batch, so that counts such as correct predictions stay exact. training_view() is the
+model as train_step() gets it when several processes train it (DistributedDataParallel through `wrap`);
+networks() names what the model summary shows; after_validation() adds to the run folder (a GAN's samples).
 """
 
 import dataclasses
@@ -20,6 +21,7 @@ from torch import nn
 from dlx.data import DataSplits
 from dlx.errors import DlxError
 from dlx.models.gan import GAN
+from dlx.store.metrics import MetricsLog
 from dlx.ui.model_summary import Networks
 
 Update = Callable[[str, torch.Tensor], None]
@@ -58,6 +60,9 @@ class OneNetwork:
     def networks(self, model: nn.Module, input_shape: list[int]) -> Networks:
         """(name, module, the input size it gets) of each network trained, for the model summary."""
         return [(type(model).__name__, model, (1, *input_shape))]
+
+    def after_validation(self, model: nn.Module, run_dir: Path, step: int, metrics_log: MetricsLog) -> None:
+        """What the task adds to the run folder after each validation (rank 0): nothing for one network."""
 
 
 class Classification(OneNetwork):
@@ -189,6 +194,12 @@ class Adversarial:
         g_loss = self.criterion(fake_logits, torch.ones_like(fake_logits))
         n = len(x)
         return {"loss": d_loss * n, "g_loss": g_loss * n, "d_acc": d_correct / 2}
+
+    def after_validation(self, model: GAN, run_dir: Path, step: int, metrics_log: MetricsLog) -> None:
+        """A grid of samples from the same noise at every validation: RUN/samples/step_NNNNNNN.png."""
+        samples = run_dir / "samples" / f"step_{step:07d}.png"
+        self.save_samples(model, samples)
+        metrics_log.image("samples", samples, step)
 
     @staticmethod  # also `dlx sample`'s, which has a GAN but no task
     @torch.inference_mode()

@@ -1,0 +1,75 @@
+"""What a run saves while it trains: checkpoints/last.ckpt at each validation (and every checkpoint_every
+steps, and when stopped), the one before it as previous.ckpt, and best.ckpt whenever the monitored metric
+improved. Each file is complete or absent (dlx.store.checkpoint writes atomically); rank 0 alone writes."""
+
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from dlx import __version__
+from dlx.data import DataSplits
+from dlx.parallel.world import World
+from dlx.store.checkpoint import FORMAT_VERSION, capture_rng_state, copy_checkpoint, save_checkpoint
+from dlx.train.state import TrainState
+
+
+class CheckpointWriter:
+    def __init__(self, folder: Path, config: dict[str, Any], model: nn.Module,
+                 optimizers: dict[str, torch.optim.Optimizer], schedulers: dict[str, Any], data: DataSplits,
+                 device: str, world: World) -> None:
+        self.folder = folder
+        self.config = config  # resolved: this config alone rebuilds the model
+        self.model = model  # unwrapped (not DistributedDataParallel): its state_dict loads anywhere
+        self.optimizers = optimizers
+        self.schedulers = schedulers
+        self.data = data
+        self.device = device
+        self.world = world
+
+    @property
+    def last(self) -> Path:
+        return self.folder / "last.ckpt"
+
+    def save(self, state: TrainState, val: dict[str, float], improved: bool) -> None:
+        """Write last.ckpt (keeping the one before as previous.ckpt, for resume=auto to fall back on), and
+        best.ckpt too if `improved`. Every rank calls it: each one's random generators are saved."""
+        rng = self.world.gather(capture_rng_state(self.device)) if self.world.size > 1 else None
+        if not self.world.is_main:
+            return
+        payload = checkpoint_payload(self.config, self.model, self.optimizers, self.schedulers, state, val,
+                                     self.device, rng, self.data)
+        if self.last.exists():
+            copy_checkpoint(self.last, self.folder / "previous.ckpt")
+        save_checkpoint(self.last, payload)
+        if improved:
+            copy_checkpoint(self.last, self.folder / "best.ckpt")
+
+
+def checkpoint_payload(config: dict[str, Any], model: nn.Module, optimizers: dict[str, Any],
+                       schedulers: dict[str, Any], state: TrainState, val: dict[str, float],
+                       device: str, rng_per_rank: list[dict[str, Any]] | None = None,
+                       data: DataSplits | None = None) -> dict[str, Any]:
+    payload = {
+        "format_version": FORMAT_VERSION,
+        "dlx_version": __version__,
+        "torch_version": str(torch.__version__),
+        "config": config,
+        "model": model.state_dict(),
+        "optimizers": {name: optimizer.state_dict() for name, optimizer in optimizers.items()},
+        "schedulers": {name: scheduler.state_dict() for name, scheduler in schedulers.items()},
+        "state": asdict(state),
+        "val": val,
+        "rng": capture_rng_state(device),
+    }
+    if rng_per_rank:  # data-parallel: each rank's generators (its dropout masks, its noise), in rank order
+        payload["rng_per_rank"] = rng_per_rank
+    if data is not None:  # what `dlx predict` and `dlx export` need to prepare new inputs as training did
+        payload["data"] = {
+            "task": data.task, "input_shape": data.input_shape, "class_names": [str(c) for c in data.class_names],
+            "pixel_mean": None if data.pixel_mean is None else [float(v) for v in data.pixel_mean],
+            "pixel_std": None if data.pixel_std is None else [float(v) for v in data.pixel_std],
+        }
+    return payload
