@@ -3,52 +3,87 @@
     python bench/run.py                       # 5 rounds on the CPU; about 4 minutes on 2 cores
     python bench/run.py --device cuda         # the same jobs on a GPU
     python bench/run.py --markdown bench/RESULTS.md   # also write the results as a Markdown report
+    python bench/run.py --baseline fb5e40c    # also time dlx as it was at a git revision: no slowdown?
 
 Jobs: the tutorial's FFN (3000 steps of batch 100, a validation every 500) and a small CNN (2 epochs), on
 Fashion-MNIST when /usr/share/datasets/fashion-mnist exists (Debian: dataset-fashion-mnist), else on digits.
 Each process is timed from start to exit (imports, data, checkpoints and metrics included); peak memory is the
 process's maximum resident set size; throughput is training samples per second reported by each process.
+
+--baseline REV checks REV out into a temporary `git worktree` (removed at the end, on errors and Ctrl-C too) and
+runs each job a third time in every round with that revision's dlx package first on PYTHONPATH (the current
+working tree's dlx runs with this repository first on it). The order within a round turns around every other
+round (reference, current, baseline; then baseline, current, reference), so that the machine's drift weighs on
+both evenly. The report adds a table of the current code against the baseline and a target per job: wall time
+at most 1.05x the baseline's (a margin for the noise between runs of the same code), which, like the other
+targets, makes the exit status non-zero when missed.
 """
 
 import argparse
+import contextlib
 import json
 import os
 import platform
+import shutil
+import signal
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import torch
 
 HERE = Path(__file__).resolve().parent
+REPO = HERE.parent  # the working tree whose dlx is "current"
 FASHION = Path("/usr/share/datasets/fashion-mnist")
+JOBS = ("ffn", "cnn")
+STARTUP = {"help": ["--help"], "cfg_job": ["train", "--cfg", "job"]}  # dlx commands timed for start-up alone
 TARGETS = {  # (what, limit, direction): the performance goals dlx holds itself to
     "ffn_wall_ratio": 1.10,  # dlx / reference, at most
     "cnn_throughput_ratio": 0.95,  # dlx / reference, at least
     "memory_ratio": 1.20,  # dlx / reference, at most
     "help_s": 0.30,
     "cfg_job_s": 1.00,
+    "ffn_baseline_wall_ratio": 1.05,  # current / baseline, at most (with --baseline): no slowdown beyond noise
+    "cnn_baseline_wall_ratio": 1.05,
 }
+AT_LEAST = {"cnn_throughput_ratio"}  # the targets that are floors; the others are ceilings
+
+# A contender in a round: its name in the results, and the source tree of the dlx it runs (None: the reference).
+Contender = tuple[str, Path | None]
 
 
-def measure(command: list[str], cwd: Path) -> dict[str, float]:
+def environment(code: Path | None) -> dict[str, str]:
+    """The environment of a measured process. With `code`, that tree's dlx package comes first on the path, ahead
+    of the editable install's entry for this repository, so `import dlx` finds the tree's own package."""
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    if code is not None:
+        env["PYTHONPATH"] = os.pathsep.join([str(code), *filter(None, [os.environ.get("PYTHONPATH")])])
+    return env
+
+
+def measure(command: list[str], cwd: Path, code: Path | None = None) -> dict[str, float]:
     """Run one process to its end with os.wait4, which gives that process's own peak memory."""
     started = time.perf_counter()
     with open(cwd / "stdout.txt", "w") as out, open(cwd / "stderr.txt", "w") as err:
-        process = subprocess.Popen(command, cwd=cwd, stdout=out, stderr=err,
-                                   env={**os.environ, "PYTHONUNBUFFERED": "1"})
-        _, status, usage = os.wait4(process.pid, 0)
+        process = subprocess.Popen(command, cwd=cwd, stdout=out, stderr=err, env=environment(code))
+        try:
+            _, status, usage = os.wait4(process.pid, 0)
+        except BaseException:  # Ctrl-C or SIGTERM: leave no training process writing into folders being removed
+            process.kill()
+            process.wait()
+            raise
     wall = time.perf_counter() - started
     if os.waitstatus_to_exitcode(status) != 0:
         raise SystemExit(f"{' '.join(command)} failed:\n{(cwd / 'stderr.txt').read_text()[-3000:]}")
     return {"wall_s": wall, "peak_mib": usage.ru_maxrss / 1024}  # ru_maxrss is in KiB on Linux
 
 
-def dlx_job(job: str, data: str, device: str, folder: Path) -> tuple[list[str], list[str]]:
-    """(dlx command, reference command) for one job."""
+def dlx_command(job: str, data: str, device: str, folder: Path) -> list[str]:
+    """The dlx training command for one job, writing its run into `folder`; the same for every dlx tree."""
     dataset = (["dataset=fashion_mnist", f"dataset.root={data}"] if data != "digits" else ["dataset=digits"])
     common = [f"trainer.device={device}", f"hydra.run.dir={folder}"]
     if job == "ffn":
@@ -56,24 +91,45 @@ def dlx_job(job: str, data: str, device: str, folder: Path) -> tuple[list[str], 
     else:
         dlx = ["model=cnn", "model.channels=[8,16]", *dataset, "optimizer.lr=0.1", "trainer.batch_size=128",
                "trainer.max_epochs=2", "trainer.log_every=100", *common]
-    reference = [sys.executable, str(HERE / "reference.py"), "--job", job, "--data", data, "--device", device]
-    return [sys.executable, "-m", "dlx", "train", *dlx], reference
+    return [sys.executable, "-m", "dlx", "train", *dlx]
 
 
-def one_round(data: str, device: str, scratch: Path) -> dict[str, dict[str, float]]:
-    results = {}
-    for job in ("ffn", "cnn"):
-        folder = Path(tempfile.mkdtemp(dir=scratch))
-        dlx_command, reference_command = dlx_job(job, data, device, folder / "run")
-        dlx = measure(dlx_command, folder)
-        summary = json.loads((folder / "run" / "summary.json").read_text())
-        dlx |= {"samples_per_sec": summary["samples_per_sec"], "test_acc": summary["test"]["acc"]}
-        reference = measure(reference_command, folder)
+def reference_command(job: str, data: str, device: str) -> list[str]:
+    return [sys.executable, str(HERE / "reference.py"), "--job", job, "--data", data, "--device", device]
+
+
+def run_job(job: str, data: str, device: str, code: Path | None, scratch: Path) -> dict[str, float]:
+    """One training process in a fresh folder (so that no run sees another's outputs): dlx from the source tree
+    `code`, or the reference when it is None; its wall time, peak memory, throughput and test accuracy."""
+    folder = Path(tempfile.mkdtemp(dir=scratch))
+    if code is None:
+        measured = measure(reference_command(job, data, device), folder)
         reported = json.loads((folder / "stdout.txt").read_text().strip().splitlines()[-1])
-        reference |= {"samples_per_sec": reported["samples_per_sec"], "test_acc": reported["test_acc"]}
-        results[f"{job}/dlx"], results[f"{job}/reference"] = dlx, reference
-    for name, command in {"help": ["--help"], "cfg_job": ["train", "--cfg", "job"]}.items():
-        results[name] = measure([sys.executable, "-m", "dlx", *command], scratch)
+        return measured | {"samples_per_sec": reported["samples_per_sec"], "test_acc": reported["test_acc"]}
+    measured = measure(dlx_command(job, data, device, folder / "run"), folder, code)
+    summary = json.loads((folder / "run" / "summary.json").read_text())
+    return measured | {"samples_per_sec": summary["samples_per_sec"], "test_acc": summary["test"]["acc"]}
+
+
+def running_order(number: int, baseline: Path | None) -> list[Contender]:
+    """Who runs when in round `number` (from 0). With a baseline the order turns around every other round, so that
+    a machine getting faster or slower within a round favours neither the current code nor the baseline's."""
+    if baseline is None:
+        return [("dlx", REPO), ("reference", None)]
+    order: list[Contender] = [("reference", None), ("dlx", REPO), ("baseline", baseline)]
+    return order if number % 2 == 0 else order[::-1]
+
+
+def one_round(data: str, device: str, scratch: Path, order: list[Contender]) -> dict[str, dict[str, float]]:
+    results = {}
+    for job in JOBS:
+        for name, code in order:
+            results[f"{job}/{name}"] = run_job(job, data, device, code, scratch)
+    for name, command in STARTUP.items():
+        results[name] = measure([sys.executable, "-m", "dlx", *command], scratch, REPO)
+        for contender, code in order:
+            if contender == "baseline":  # the restructured code must not start slower either
+                results[f"{name}/baseline"] = measure([sys.executable, "-m", "dlx", *command], scratch, code)
     return results
 
 
@@ -83,16 +139,18 @@ def median_of(rounds: list[dict[str, dict[str, float]]]) -> dict[str, dict[str, 
 
 
 def verdicts(m: dict[str, dict[str, float]]) -> dict[str, tuple[float, float, bool]]:
-    """target name -> (measured, limit, met)."""
+    """target name -> (measured, limit, met); the baseline's targets only when a baseline was measured."""
     ratios = {
         "ffn_wall_ratio": m["ffn/dlx"]["wall_s"] / m["ffn/reference"]["wall_s"],
         "cnn_throughput_ratio": m["cnn/dlx"]["samples_per_sec"] / m["cnn/reference"]["samples_per_sec"],
-        "memory_ratio": max(m[f"{job}/dlx"]["peak_mib"] / m[f"{job}/reference"]["peak_mib"] for job in ("ffn", "cnn")),
+        "memory_ratio": max(m[f"{job}/dlx"]["peak_mib"] / m[f"{job}/reference"]["peak_mib"] for job in JOBS),
         "help_s": m["help"]["wall_s"],
         "cfg_job_s": m["cfg_job"]["wall_s"],
     }
-    at_least = {"cnn_throughput_ratio"}
-    return {name: (value, TARGETS[name], value >= TARGETS[name] if name in at_least else value <= TARGETS[name])
+    if "ffn/baseline" in m:
+        ratios |= {f"{job}_baseline_wall_ratio": m[f"{job}/dlx"]["wall_s"] / m[f"{job}/baseline"]["wall_s"]
+                   for job in JOBS}
+    return {name: (value, TARGETS[name], value >= TARGETS[name] if name in AT_LEAST else value <= TARGETS[name])
             for name, value in ratios.items()}
 
 
@@ -105,23 +163,76 @@ def machine(device: str) -> str:
     return f"{where}; Python {platform.python_version()}, torch {torch.__version__}"
 
 
-def report(m: dict[str, dict[str, float]], rounds: int, data: str, device: str) -> str:
-    lines = [f"Machine: {machine(device)}. Data: {'Fashion-MNIST' if data != 'digits' else 'digits'}; device "
-             f"{device}; median of {rounds} rounds.", "",
-             "| job | wall s (dlx / ref) | ratio | samples/s (dlx / ref) | ratio | peak MiB (dlx / ref) | ratio "
-             "| test acc (dlx / ref) |", "| --- | --- | --- | --- | --- | --- | --- | --- |"]
-    for job in ("ffn", "cnn"):
-        d, r = m[f"{job}/dlx"], m[f"{job}/reference"]
+def comparison(m: dict[str, dict[str, float]], left: str, right: str, labels: tuple[str, str]) -> list[str]:
+    """A Markdown table of the results named `left` against those named `right`, per job, with their ratios."""
+    a, b = labels
+    lines = [f"| job | wall s ({a} / {b}) | ratio | samples/s ({a} / {b}) | ratio | peak MiB ({a} / {b}) | ratio "
+             f"| test acc ({a} / {b}) |", "| --- | --- | --- | --- | --- | --- | --- | --- |"]
+    for job in JOBS:
+        d, r = m[f"{job}/{left}"], m[f"{job}/{right}"]
         lines.append(f"| {job} | {d['wall_s']:.2f} / {r['wall_s']:.2f} | {d['wall_s'] / r['wall_s']:.2f} | "
                      f"{d['samples_per_sec']:,.0f} / {r['samples_per_sec']:,.0f} | "
                      f"{d['samples_per_sec'] / r['samples_per_sec']:.2f} | {d['peak_mib']:.0f} / {r['peak_mib']:.0f} | "
                      f"{d['peak_mib'] / r['peak_mib']:.2f} | {d['test_acc']:.4f} / {r['test_acc']:.4f} |")
-    lines += ["", f"`dlx --help`: {m['help']['wall_s']:.2f} s; `dlx train --cfg job`: {m['cfg_job']['wall_s']:.2f} s.",
+    return lines
+
+
+def report(m: dict[str, dict[str, float]], rounds: int, data: str, device: str,
+           versions: tuple[str, str] | None) -> str:
+    """The results as Markdown; `versions` names the revisions of the current code and the baseline, if one ran."""
+    lines = [f"Machine: {machine(device)}. Data: {'Fashion-MNIST' if data != 'digits' else 'digits'}; device "
+             f"{device}; median of {rounds} rounds.", "", *comparison(m, "dlx", "reference", ("dlx", "ref"))]
+    if versions is not None:
+        lines += ["", f"Against the baseline: current is the working tree at {versions[0]}, baseline is "
+                      f"{versions[1]}.", "", *comparison(m, "dlx", "baseline", ("current", "baseline"))]
+    lines += ["", f"`dlx --help`: {m['help']['wall_s']:.2f} s; `dlx train --cfg job`: {m['cfg_job']['wall_s']:.2f} s."
+              + (f" Baseline: {m['help/baseline']['wall_s']:.2f} s and {m['cfg_job/baseline']['wall_s']:.2f} s."
+                 if "help/baseline" in m else ""),
               "", "| target | measured | limit | met |", "| --- | --- | --- | --- |"]
     for name, (value, limit, met) in verdicts(m).items():
-        lines.append(f"| {name} | {value:.3f} | {'≥' if name == 'cnn_throughput_ratio' else '≤'} {limit} | "
+        lines.append(f"| {name} | {value:.3f} | {'≥' if name in AT_LEAST else '≤'} {limit} | "
                      f"{'yes' if met else 'NO'} |")
     return "\n".join(lines)
+
+
+def git(*args: str | Path, cwd: Path = REPO) -> str:
+    return subprocess.run(["git", *map(str, args)], cwd=cwd, check=True, capture_output=True, text=True).stdout.strip()
+
+
+def revision(tree: Path) -> str:
+    """The commit a tree is at, with "-dirty" when it has uncommitted changes."""
+    return git("describe", "--always", "--dirty", cwd=tree)
+
+
+@contextlib.contextmanager
+def baseline_worktree(rev: str) -> Iterator[Path]:
+    """A detached git worktree of `rev` in a temporary folder, removed on the way out, whatever the way."""
+    folder = Path(tempfile.mkdtemp(prefix="dlx-baseline-"))
+    tree = folder / "tree"  # git wants to create the worktree's folder itself
+    try:
+        try:
+            git("worktree", "add", "--detach", tree, rev)
+        except subprocess.CalledProcessError as error:
+            raise SystemExit(f"git worktree add {rev} failed:\n{error.stderr}") from None
+        yield tree
+    finally:  # no check: these must run even when `add` failed, and must not hide the error that got us here
+        subprocess.run(["git", "worktree", "remove", "--force", str(tree)], cwd=REPO, capture_output=True)
+        shutil.rmtree(folder, ignore_errors=True)
+        # Drops git's record of the worktree, should `remove` have failed to.
+        if subprocess.run(["git", "worktree", "prune"], cwd=REPO).returncode != 0:
+            print(f"warning: `git worktree prune` failed; `git worktree list` may still show {tree}", file=sys.stderr)
+
+
+def prepare(code: Path, scratch: Path) -> Path:
+    """Compile the tree's dlx to bytecode ahead, so that no side's first run pays for writing it, and check that a
+    process given `code` imports dlx from there (or the comparison would time one package twice); its __init__."""
+    subprocess.run([sys.executable, "-m", "compileall", "-q", str(code / "dlx")], stdout=subprocess.DEVNULL)
+    found = subprocess.run([sys.executable, "-c", "import dlx; print(dlx.__file__)"], cwd=scratch,
+                           env=environment(code), capture_output=True, text=True)
+    imported = Path(found.stdout.strip()).resolve() if found.returncode == 0 else None
+    if imported != (code / "dlx" / "__init__.py").resolve():
+        raise SystemExit(f"`import dlx` with {code} on PYTHONPATH finds {imported}, not {code}'s dlx:\n{found.stderr}")
+    return imported
 
 
 def main() -> None:
@@ -129,18 +240,31 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--markdown", type=Path, help="also write the report to this file")
+    parser.add_argument("--baseline", metavar="REV", help="also time dlx at this git revision (a commit, tag, HEAD~1)")
     args = parser.parse_args()
+    # A SIGTERM becomes an exception like Ctrl-C, so that the temporary folders and the worktree are removed.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(128 + signal.SIGTERM))
     data = str(FASHION) if FASHION.is_dir() else "digits"
     rounds = []
-    with tempfile.TemporaryDirectory() as scratch:
+    with contextlib.ExitStack() as cleanup:
+        scratch = Path(cleanup.enter_context(tempfile.TemporaryDirectory()))
+        baseline = cleanup.enter_context(baseline_worktree(args.baseline)) if args.baseline else None
+        trees = {"current": REPO} | ({"baseline": baseline} if baseline is not None else {})
+        for name, tree in trees.items():
+            imported = prepare(tree, scratch)
+            if baseline is not None:  # said once, so the report can be trusted to compare what it says it does
+                print(f"{name}: dlx from {imported} ({revision(tree)})", file=sys.stderr)
+        versions = (revision(REPO), f"{args.baseline} ({revision(baseline)})") if baseline is not None else None
         for number in range(args.rounds):
-            rounds.append(one_round(data, args.device, Path(scratch)))
+            rounds.append(one_round(data, args.device, scratch, running_order(number, baseline)))
             print(f"round {number + 1}/{args.rounds} done", file=sys.stderr)
-    text = report(median_of(rounds), args.rounds, data, args.device)
+    text = report(median_of(rounds), args.rounds, data, args.device, versions)
     print(text)
     if args.markdown:
+        command = f"python bench/run.py --rounds {args.rounds} --device {args.device}"
+        command += f" --baseline {args.baseline}" if args.baseline else ""
         args.markdown.write_text(f"# Benchmark results\n\nMeasured {time.strftime('%Y-%m-%d')} with "
-                                 f"`python bench/run.py --rounds {args.rounds} --device {args.device}`.\n\n{text}\n")
+                                 f"`{command}`.\n\n{text}\n")
     if not all(met for _, _, met in verdicts(median_of(rounds)).values()):
         sys.exit(1)
 

@@ -106,7 +106,7 @@ def test_a_signal_stops_every_rank_after_the_same_step(how: str, workdir: Path) 
         _, stderr = process.communicate(timeout=60)
     except subprocess.TimeoutExpired:
         os.killpg(process.pid, signal.SIGKILL)
-        raise AssertionError("the ranks did not stop")
+        raise AssertionError("the ranks did not stop") from None
     assert process.returncode == 128 + signal_number, stderr
     assert "Traceback" not in stderr and "Resume with: dlx train" in stderr
     saved = load_checkpoint(workdir / "run" / "checkpoints" / "last.ckpt")

@@ -23,7 +23,7 @@ def test_wheel_ships_conf_and_uses_it(tmp_path: Path) -> None:
     site = tmp_path / "site"
     zipfile.ZipFile(wheel).extractall(site)
     env = {**ENV, "PYTHONPATH": str(site)}  # ahead of the editable install on sys.path
-    where = subprocess.run([sys.executable, "-c", "import dlx.config as c; print(c.config_dir())"], env=env,
+    where = subprocess.run([sys.executable, "-c", "from dlx.config.schema import config_dir; print(config_dir())"], env=env,
                            capture_output=True, text=True, check=True, cwd=tmp_path)
     assert Path(where.stdout.strip()) == site / "dlx" / "conf"
     shown = subprocess.run([sys.executable, "-m", "dlx", "train", "--cfg", "job", "model=cnn"], env=env,

@@ -44,7 +44,7 @@ def cat_command(
             raise DlxError(f"Give one GROUP/OPTION to print its file ({files[0]}), or overrides (model=cnn ...) to "
                            "print the config they compose: not both.")
         if files:
-            print(find_option(files[0], [config_dir] if config_dir else []).path.read_text(encoding="utf-8"), end="")
+            print(find_option(files[0], [config_dir] if config_dir else []).file.read_text(encoding="utf-8"), end="")
         else:
             print(composed_config(items, config_dir), end="")
 

@@ -1,12 +1,11 @@
 """`dlx eval CHECKPOINT [key=value...]`: a checkpoint's metrics on a split, per-class numbers for classifiers."""
 
-import json
 from pathlib import Path
 from typing import Optional
 
 import typer
 
-from dlx.errors import DlxError
+from dlx.cli.options import errors_reported
 from dlx.ui.console import print_error
 
 
@@ -33,47 +32,13 @@ def eval_command(
     """Evaluate a checkpoint: rebuilds its model and data from the file alone.
 
     Classifiers also get precision, recall and F1 per class and a confusion matrix (a table and a PNG)."""
-    from dlx.inspect.class_metrics import class_details, print_class_report
-    from dlx.inspect.evaluate import evaluate_checkpoint
+    from dlx.inspect.examine import examine, examined_json, print_examined
 
-    rest, classifier = [], None
-    for override in overrides or []:
-        if override.startswith("split="):
-            split = override.partition("=")[2]
-        elif override.startswith("classifier="):
-            classifier = Path(override.partition("=")[2])
-        else:
-            rest.append(override)
-    try:
-        metrics, info, evaluated = evaluate_checkpoint(checkpoint, rest, split, allow, config_dirs)
-        classes, warnings = class_details(evaluated, checkpoint, split, out_dir, worst)
-        if classifier is not None:  # a GAN scored by a classifier of the same data (dlx/inspect/gan_score.py)
-            from dlx.inspect.gan_score import classifier_score
-
-            metrics |= classifier_score(checkpoint, classifier, allow, config_dirs)
-            info["classifier"] = str(classifier)
-    except DlxError as err:
-        print_error(err)
-        raise typer.Exit(err.exit_code)
-    for warning in warnings:
+    with errors_reported():
+        examined = examine(checkpoint, overrides or [], split, allow, config_dirs, out_dir, worst)
+    for warning in examined.warnings:
         print_error(warning, "warning")
     if json_output:
-        from dataclasses import asdict
-
-        from dlx.store.files import json_safe
-
-        print(json.dumps(json_safe({**info, "metrics": metrics, **(asdict(classes) if classes else {})})))
-        return
-    from rich.console import Console
-    from rich.table import Table
-
-    console = Console()
-    console.print(f"{checkpoint}: step {info['step']:,}, {split} split, {info['samples']:,} samples", soft_wrap=True)
-    table = Table()
-    table.add_column("metric")
-    table.add_column("value", justify="right")
-    for key, value in metrics.items():
-        table.add_row(key, f"{value:.4f}")
-    console.print(table)
-    if classes:
-        print_class_report(classes, console)
+        print(examined_json(examined))
+    else:
+        print_examined(examined)

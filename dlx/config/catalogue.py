@@ -29,6 +29,12 @@ class Option:
     def key(self) -> str:
         return f"{self.group}/{self.name}" if self.group else self.name
 
+    @property
+    def file(self) -> Path:
+        """The option's YAML file; find_option() never returns a plugin's option, which has none."""
+        assert self.path is not None, f"{self.key} is defined in code"
+        return self.path
+
 
 def option_description(path: Path) -> str:
     """The first line of the YAML's opening comment, without its `dlx train ...` example."""
@@ -47,7 +53,9 @@ def option_description(path: Path) -> str:
 def defaults() -> dict[str, str]:
     """{group: option} of train.yaml's defaults list: what a bare `dlx train` runs."""
     chosen = {}
-    for entry in OmegaConf.to_container(OmegaConf.load(config_dir() / "train.yaml")).get("defaults", []):
+    train = OmegaConf.to_container(OmegaConf.load(config_dir() / "train.yaml"))
+    assert isinstance(train, dict)  # a YAML mapping
+    for entry in train.get("defaults", []):
         if isinstance(entry, dict):
             for group, option in entry.items():
                 if isinstance(option, str) and not group.startswith("override"):
@@ -164,7 +172,7 @@ def copy_option(key: str, target: str, force: bool) -> tuple[Path, str]:
         # A folder: my_conf/ -> my_conf/model/cnn.yaml, and my_conf/model/ -> my_conf/model/cnn.yaml
         if group_parts and destination.name != group_parts[-1]:
             destination = destination.joinpath(*group_parts)
-        destination = destination / option.path.name
+        destination = destination / option.file.name
     if destination.suffix != ".yaml":
         destination = destination.with_name(destination.name + ".yaml")
     if destination.exists() and not force:
@@ -172,7 +180,7 @@ def copy_option(key: str, target: str, force: bool) -> tuple[Path, str]:
                        "another name.")
     check_writable(destination, "destination")
     destination.parent.mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(option.path, destination)
+    shutil.copyfile(option.file, destination)
     return destination, how_to_use(destination, group_parts)
 
 

@@ -74,7 +74,8 @@ def check_loggers(loggers: Any) -> None:
     if not isinstance(loggers, DictConfig) or not all(isinstance(node, DictConfig) for node in loggers.values()):
         raise DlxError("logger must select logger configs: logger=csv, logger=tensorboard, logger=mlflow, or several "
                        "as logger=[csv,tensorboard].")
-    for name, node in loggers.items():
+    for key, node in loggers.items():
+        name = str(key)
         check_constructor_call(f"logger.{name}", node)
         check_logger_installed(name, locate_target(f"logger.{name}", node._target_))
 
@@ -155,7 +156,7 @@ def check_constructor_call(group: str, node: DictConfig) -> None:
     takes_any = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values())
     hints = type_hints(target)
     name = getattr(target, "__name__", str(target))
-    for key in node:
+    for key in map(str, node):  # a YAML mapping's keys are strings
         if key.startswith("_"):
             continue
         if key not in parameters and not takes_any:
@@ -188,8 +189,8 @@ def value_matches(value: Any, hint: Any) -> bool:
     origin, args = typing.get_origin(hint), typing.get_args(hint)
     if hint is Any or hint is inspect.Parameter.empty:
         return True
-    if origin is typing.Literal:
-        return value in args
+    if origin is typing.Literal:  # 1 == True == 1.0: the type must match too
+        return any(value == arg and type(value) is type(arg) for arg in args)
     if origin in (typing.Union, types.UnionType):
         return any(value_matches(value, arg) for arg in args)
     if hint is type(None):
@@ -205,6 +206,8 @@ def value_matches(value: Any, hint: Any) -> bool:
     if origin in (list, tuple, Sequence, typing.Sequence) or hint in (list, tuple):
         if not isinstance(value, (list, tuple)):
             return False
+        if origin is tuple and args and args[-1] is not Ellipsis:  # tuple[int, str]: one type per position
+            return len(value) == len(args) and all(value_matches(v, arg) for v, arg in zip(value, args))
         element = args[0] if args else Any
         return all(value_matches(v, element) for v in value)
     return True  # tensors, callables, user classes: leave it to the constructor

@@ -58,7 +58,7 @@ class Plan:
     folder: str  # the run folder, or for a sweep the sweep folder (resolved: ${now:} fixed once)
     sweeper: str  # the sweeper's _target_
     jobs: list[list[str]] = field(default_factory=list)  # each job's overrides, in Hydra's order (= its job number)
-    configs: list[DictConfig] = field(default_factory=list)  # each job's composed config
+    configs: list[DictConfig | None] = field(default_factory=list)  # each job's composed config
     errors: list[str | None] = field(default_factory=list)  # each job's problem, when asked to keep going
     search_space: dict[str, str] = field(default_factory=dict)  # a search sweeper's parameters
     trials: int | None = None  # and how many trials it runs

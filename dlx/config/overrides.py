@@ -21,23 +21,43 @@ def differing_overrides(jobs: list[list[str]]) -> list[str]:
 
 def split_override(override: str) -> tuple[str, str]:
     """(key, value) with the value spelled one way: a sweep's jobs get values as Hydra prints them (True,
-    0.001) while a command line keeps what was typed (true, 1e-3)."""
+    0.001) while a command line keeps what was typed (true, 1e-3, +5, 1_000)."""
     key, _, value = override.partition("=")
-    spelled = {"true": "true", "false": "false", "none": "null", "null": "null"}.get(value.lower())
-    if spelled is None:
+    return key.lstrip("+~"), spelled_value(value)
+
+
+def spelled_value(value: str) -> str:
+    keyword = {"true": "true", "false": "false", "none": "null", "null": "null"}.get(value.lower())
+    if keyword is not None:
+        return keyword
+    for number in (int, float):  # int first: 5 and 5.0 are different values to Hydra
         try:
-            spelled = repr(float(value)) if not value.isdigit() else value
+            return repr(number(value))
         except ValueError:
-            spelled = value
-    return key.lstrip("+~"), spelled
+            continue
+    return value
 
 
 def quote_override_value(value: str) -> str:
-    """A value Hydra's override parser reads back verbatim: as it is when plain (outputs/sweeps/...), quoted
-    when it holds spaces, commas, colons, brackets or quotes."""
-    if re.fullmatch(r"[\w./+-]+", value):
+    """A value Hydra's override parser reads back verbatim as this string: as it is when plain ASCII
+    (outputs/sweeps/...), quoted when it holds anything else (spaces, commas, colons, brackets, quotes,
+    letters outside ASCII) or would read as a bool, null or number."""
+    if re.fullmatch(r"[A-Za-z0-9_./+-]+", value) and not reads_as_scalar(value):
         return value
-    return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
+    # Hydra unescapes backslashes only where they precede a quote or end the value: double those alone.
+    escaped = re.sub(r"(\\+)(?='|$)", lambda run: run.group(1) * 2, value).replace("'", "\\'")
+    return "'" + escaped + "'"
+
+
+def reads_as_scalar(value: str) -> bool:
+    """Whether Hydra reads the unquoted value as a bool, null or number rather than a string."""
+    if value.lower() in ("true", "false", "null", "none"):
+        return True
+    try:
+        float(value)  # ints too, and inf, nan, 1_000
+    except ValueError:
+        return False
+    return True
 
 
 def is_sweep(override: str) -> bool:

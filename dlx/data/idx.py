@@ -87,7 +87,7 @@ def load_idx_folder(root: str, download: bool, val_fraction: float, split_seed: 
         raise DlxError(f"{folder} files not found under {root_path.resolve()}: missing {', '.join(missing)} "
                        f"(.gz or plain). Set dataset.root to the folder that holds them, or pass "
                        f"dataset.download=true to download them with torchvision (needs a network).{hint}")
-    arrays = {key: read_idx(path) for key, path in paths.items()}
+    arrays = {key: read_idx(path) for key, path in paths.items() if path is not None}  # none is missing now
     for split in ("train", "test"):
         images, labels = arrays[f"{split}_images"], arrays[f"{split}_labels"]
         if images.ndim != 3 or labels.ndim != 1 or len(images) != len(labels):

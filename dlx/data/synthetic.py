@@ -1,3 +1,5 @@
+from collections.abc import Sequence
+
 import numpy as np
 import torch
 
@@ -5,7 +7,7 @@ from dlx.data import DataSplits, hold_out
 
 
 def load_synthetic(
-    shape: list[int] = (1, 8, 8),
+    shape: Sequence[int] = (1, 8, 8),
     num_samples: int = 512,
     num_classes: int = 4,
     val_fraction: float = 0.1,

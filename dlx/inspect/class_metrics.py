@@ -11,6 +11,7 @@ import torch
 from dlx.errors import check_writable
 from dlx.inspect.evaluate import Evaluated
 from dlx.inspect.predict import probabilities
+from dlx.train.tasks import Classification
 
 
 @dataclass
@@ -29,12 +30,13 @@ def predict_split(evaluated: Evaluated) -> tuple[torch.Tensor, torch.Tensor]:
     model, task = evaluated.model, evaluated.task
     was_training = model.training
     model.eval()
-    logits = []
+    batches = []
     for x in evaluated.x.split(evaluated.batch_size):
         with evaluated.mixed_precision:
-            logits.append(model(x).float())
+            batches.append(model(x).float())
     model.train(was_training)
-    logits = torch.cat(logits)
+    logits = torch.cat(batches)
+    assert isinstance(task, Classification)  # class reports are made for classifiers only
     return probabilities(logits).cpu(), task.predict(logits).cpu()
 
 
@@ -110,7 +112,6 @@ def class_details(evaluated: Evaluated, checkpoint: Path, split: str, out_dir: P
     is not writable) only cost the files, with a warning, unless the user chose --out-dir."""
     from dlx.errors import DlxError
     from dlx.inspect.rebuild import run_folder_of
-    from dlx.train.tasks import Classification
     from dlx.ui.figures import save_figure
 
     if not isinstance(evaluated.task, Classification):

@@ -79,7 +79,7 @@ def describe(rebuilt: Rebuilt, model: nn.Module) -> tuple[Callable[[int], torch.
     metadata = {"dlx.checkpoint": str(rebuilt.path), "dlx.step": str(rebuilt.checkpoint["state"]["step"]),
                 "dlx.model": str(rebuilt.cfg.model._target_), "dlx.version": __version__}
     if rebuilt.is_gan:
-        gan = rebuilt.model
+        gan = rebuilt.gan
         metadata["dlx.input"] = (f"noise, shape (batch, {gan.noise_dim}), drawn from "
                                  f"{'U(-1, 1)' if gan.noise == 'uniform' else 'N(0, 1)'}")
         metadata["dlx.output"] = f"generated samples, shape (batch, {', '.join(map(str, gan.input_shape))}), in [0, 1]"
@@ -127,6 +127,7 @@ def write_onnx(model: nn.Module, example: torch.Tensor, path: Path, input_name: 
             program = torch.onnx.export(model, (example,), input_names=[input_name], output_names=[output_name],
                                         dynamic_shapes=({0: torch.export.Dim("batch")},), dynamo=True,
                                         verbose=False)
+        assert program is not None  # with dynamo=True the exporter returns its program
         program.model.metadata_props.update(metadata)
         program.save(path, external_data=False)
     except Exception as err:  # the exporter's own errors are many; its first line says what it could not do

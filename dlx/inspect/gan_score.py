@@ -37,7 +37,7 @@ def classifier_score(gan_path: Path, classifier_path: Path, allow: list[str], co
                        "set (e.g. dlx train model=cnn dataset=SAME) and pass its best.ckpt.")
     generate = raw_input_model(gan, "dlx eval")
     classify = raw_input_model(classifier, "dlx eval classifier=")
-    shape = list(gan.model.input_shape)
+    shape = list(gan.gan.input_shape)
     expected = classifier.data("dlx eval classifier=")["input_shape"]
     if shape != list(expected):
         raise DlxError(f"The GAN makes images of shape {shape} but the classifier takes {list(expected)}: score a "
@@ -45,7 +45,7 @@ def classifier_score(gan_path: Path, classifier_path: Path, allow: list[str], co
     noise = torch.Generator().manual_seed(seed)
     probabilities = []
     for begin in range(0, samples, BATCH):
-        z = gan.model.sample_noise(min(BATCH, samples - begin), noise)
+        z = gan.gan.sample_noise(min(BATCH, samples - begin), noise)
         probabilities.append(torch.softmax(classify(generate(z)).float(), dim=1))
     return scores(torch.cat(probabilities))
 

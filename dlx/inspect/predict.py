@@ -109,8 +109,8 @@ def print_predictions(predictions: list[dict[str, Any]], checkpoint: Path) -> No
     from dlx.ui.console import wide_console
 
     table = Table(title=f"{len(predictions)} image(s), {checkpoint}", title_justify="left")
-    for column, justify in (("file", "left"), ("class", "left"), ("probability", "right"), ("top classes", "left")):
-        table.add_column(column, justify=justify, overflow="fold")
+    for column in ("file", "class", "probability", "top classes"):
+        table.add_column(column, justify="right" if column == "probability" else "left", overflow="fold")
     for row in predictions:
         top = ", ".join(f"{escape(t['class'])} {t['probability']:.3f}" for t in row["top_k"])
         table.add_row(escape(row["file"]), escape(row["class"]), f"{row['probability']:.4f}", top)
@@ -127,11 +127,11 @@ def sample(checkpoint: Path, count: int, out: Path | None, seed: int, allow: lis
     if not rebuilt.is_gan:
         raise DlxError(f"{checkpoint} holds a {type(rebuilt.model).__name__}, not a GAN: dlx sample draws images "
                        f"from a GAN's generator. Classify images with: dlx predict {checkpoint} IMAGE...")
-    if len(rebuilt.model.input_shape) != 3:
-        raise DlxError(f"{checkpoint} is a GAN of tabular data (shape {rebuilt.model.input_shape}): its samples "
+    if len(rebuilt.gan.input_shape) != 3:
+        raise DlxError(f"{checkpoint} is a GAN of tabular data (shape {rebuilt.gan.input_shape}): its samples "
                        "are not images. `dlx export` exports its generator to draw them yourself.")
     out = out or run_folder_of(checkpoint) / "samples" / f"{checkpoint.stem}_seed{seed}.png"
     check_writable(out)
-    Adversarial.save_samples(rebuilt.model, out, count, seed)
+    Adversarial.save_samples(rebuilt.gan, out, count, seed)
     return out
 

@@ -43,6 +43,12 @@ class Rebuilt:
     def is_gan(self) -> bool:
         return isinstance(self.model, GAN)
 
+    @property
+    def gan(self) -> GAN:
+        """The model, for callers that checked is_gan."""
+        assert isinstance(self.model, GAN)
+        return self.model
+
     def data(self, command: str) -> dict[str, Any]:
         """What the checkpoint records of its training data: task, input_shape, class_names, pixel_mean and
         pixel_std (None for tabular data). Checkpoints of dlx before this entry have none: a DlxError."""
@@ -60,7 +66,7 @@ class Rebuilt:
 
 def well_formed(data: Any) -> bool:
     """The checkpoint's "data" entry holds what checkpoint_payload writes (a file someone sent may not)."""
-    def numbers(value: Any, kind: type) -> bool:
+    def numbers(value: Any, kind: type | tuple[type, ...]) -> bool:
         return isinstance(value, list) and all(isinstance(v, kind) and not isinstance(v, bool) for v in value)
 
     return (isinstance(data, dict) and data.get("task") in ("classification", "regression")
@@ -93,6 +99,9 @@ class Normalize(nn.Module):
     """Pixels in [0, 1] to what the model saw in training: (x - mean) / std per channel, with the training
     split's statistics, as dlx.train.tasks.pixel_normalizer does to whole splits."""
 
+    mean: torch.Tensor
+    std: torch.Tensor
+
     def __init__(self, mean: list[float], std: list[float]) -> None:
         super().__init__()
         self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).view(1, -1, 1, 1))
@@ -119,7 +128,7 @@ def raw_input_model(rebuilt: Rebuilt, command: str) -> nn.Module:
     inside), tabular features as the data set gives them (standardised by its loader), and for a GAN, the
     generator (noise in, images out)."""
     if rebuilt.is_gan:
-        return Generate(rebuilt.model).eval()
+        return Generate(rebuilt.gan).eval()
     data = rebuilt.data(command)
     if data.get("pixel_mean") is None:
         return rebuilt.model

@@ -56,7 +56,7 @@ class GAN(nn.Module):
         everything else. Its state_dict() is no checkpoint's: save the original's."""
         view = copy.copy(self)
         view._modules = {}  # its own table of submodules: the copy would share the original's
-        view.generator, view.discriminator = generator, discriminator
+        view.generator, view.discriminator = generator, discriminator  # type: ignore[assignment]  # any Module
         return view
 
     def generate(self, z: torch.Tensor) -> torch.Tensor:

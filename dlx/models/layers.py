@@ -1,11 +1,13 @@
 """Choices the tutorial teaches as hyperparameters: activation functions and weight initialisation."""
 
+from collections.abc import Callable
 from typing import Literal
 
 import torch
 from torch import nn
 
 Activation = Literal["sigmoid", "tanh", "relu", "leaky_relu", "gelu", "softmax"]
+Nonlinearity = Literal["relu", "leaky_relu"]  # what Kaiming's initialisation is computed for
 WeightInit = Literal[
     "default", "xavier_uniform", "xavier_normal", "kaiming_uniform", "kaiming_normal", "normal", "zeros"
 ]
@@ -14,7 +16,7 @@ WeightInit = Literal[
 def make_activation(name: Activation) -> nn.Module:
     # Softmax as a hidden activation is unusual but it is one of the tutorial's five; it normalises each
     # sample's features to a probability distribution.
-    modules = {
+    modules: dict[str, Callable[[], nn.Module]] = {
         "sigmoid": nn.Sigmoid,
         "tanh": nn.Tanh,
         "relu": nn.ReLU,
@@ -25,7 +27,7 @@ def make_activation(name: Activation) -> nn.Module:
     return modules[name]()
 
 
-def weights_and_biases(module: nn.Module) -> tuple[list[nn.Parameter], list[nn.Parameter]]:
+def weights_and_biases(module: nn.Module) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
     """The weight matrices and bias vectors a layer owns itself (not its children's)."""
     if isinstance(module, (nn.Linear, nn.Conv1d, nn.Conv2d)):
         return [module.weight], [module.bias] if module.bias is not None else []
@@ -45,7 +47,7 @@ def init_weights(model: nn.Module, scheme: WeightInit, activation: Activation = 
     """
     if scheme == "default":
         return
-    nonlinearity = "leaky_relu" if activation == "leaky_relu" else "relu"
+    nonlinearity: Nonlinearity = "leaky_relu" if activation == "leaky_relu" else "relu"
     gain = nn.init.calculate_gain(activation) if activation in ("sigmoid", "tanh", "relu", "leaky_relu") else 1.0
     for module in model.modules():
         weights, biases = weights_and_biases(module)
@@ -55,7 +57,7 @@ def init_weights(model: nn.Module, scheme: WeightInit, activation: Activation = 
             nn.init.zeros_(bias)
 
 
-def init_weight(weight: torch.Tensor, scheme: WeightInit, gain: float, nonlinearity: str) -> None:
+def init_weight(weight: torch.Tensor, scheme: WeightInit, gain: float, nonlinearity: Nonlinearity) -> None:
     if scheme == "xavier_uniform":
         nn.init.xavier_uniform_(weight, gain=gain)
     elif scheme == "xavier_normal":

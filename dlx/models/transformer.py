@@ -57,7 +57,7 @@ class TransformerClassifier(nn.Module):
         elif positional == "sinusoidal":
             self.register_buffer("positions", sinusoidal_positions(tokens, d_model).unsqueeze(0))
         else:
-            self.positions = None
+            self.positions = None  # type: ignore[assignment]  # no positional encoding: forward skips it
         layer = nn.TransformerEncoderLayer(
             d_model, num_heads, dim_feedforward, dropout, activation="gelu", batch_first=True, norm_first=True
         )

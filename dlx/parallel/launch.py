@@ -118,7 +118,8 @@ def quiet_dlx_exits(record: logging.LogRecord) -> bool:
     """A filter for the launcher's log: drop its report, with a traceback of its own, of a rank that ended by
     dlx's own error path (exit status 2, or 128 + a signal); rank 0's summary.json holds that error, and the
     launching process reports it as one paragraph. Crashes keep their traceback."""
-    failed = str(record.msg).startswith("failed (exitcode") and isinstance(record.args, tuple) and record.args
-    return not (failed and (record.args[0] == DlxError.exit_code or record.args[0] > 128))
+    args = record.args if isinstance(record.args, tuple) else ()
+    code = args[0] if str(record.msg).startswith("failed (exitcode") and args else None
+    return not (isinstance(code, int) and (code == DlxError.exit_code or code > 128))
 
 

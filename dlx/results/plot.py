@@ -78,7 +78,7 @@ def choose_metrics(curves: list[Curves], wanted: list[str]) -> list[tuple[str, t
     available = metric_names(curves)
     if not wanted:
         return [(name, SPLITS) for name in available]
-    panels = []
+    panels: list[tuple[str, tuple[str, ...]]] = []
     for metric in wanted:
         split, _, name = metric.rpartition("/")
         if name not in available or split not in ("", *SPLITS):

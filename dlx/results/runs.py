@@ -6,6 +6,7 @@ built from those files alone: it works for sweeps still running, killed or run o
 
 import csv
 import io
+import json
 import math
 import os
 from dataclasses import dataclass, field
@@ -13,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from dlx.config.overrides import differing_overrides, split_override
-from dlx.store.files import read_json, write_json_atomically, write_text_atomically
+from dlx.store.files import json_safe, read_json, write_json_atomically, write_text_atomically
 from dlx.store.metrics import finite
 from dlx.ui.console import wide_console
 
@@ -45,7 +46,7 @@ class Run:
 
     @property
     def has_score(self) -> bool:
-        return self.status == "completed" and finite(self.best)
+        return self.status == "completed" and self.best is not None and finite(self.best)
 
 
 def read_summary(run_dir: Path) -> dict[str, Any] | None:
@@ -72,10 +73,15 @@ def sweep_runs(sweep_dir: Path, planned_jobs: list[list[str]] | None) -> list[Ru
     return [runs[number] for number in sorted(runs)]
 
 
+def score(run: Run) -> float:
+    assert run.best is not None  # has_score
+    return run.best
+
+
 def best_first(runs: list[Run]) -> list[Run]:
     """Runs with a score first, best first for their metric's direction; then the others in their order."""
     scored = [run for run in runs if run.has_score]
-    scored.sort(key=lambda run: (run.metric or "", -run.best if run.mode == "max" else run.best))
+    scored.sort(key=lambda run: (run.metric or "", -score(run) if run.mode == "max" else score(run)))
     return scored + [run for run in runs if not run.has_score]
 
 
@@ -145,3 +151,25 @@ def write_summary(folder: Path, runs: list[Run], extra: dict[str, Any]) -> None:
     write_text_atomically(folder / "summary.csv", text.getvalue())
     write_json_atomically(folder / "summary.json", {"kind": "sweep", **extra, "columns": columns, "rows": rows,
                                                     "runs": [vars(run) for run in runs]})
+
+
+def select_runs(folder: Path, model: str | None, dataset: str | None, status: str | None,
+                best: int | None) -> list[Run]:
+    """`dlx runs`: the runs under `folder` of this model, data set and status (None: any), best first; with
+    `best`, only that many of those with a score."""
+    runs = [run for run in find_runs(folder)
+            if (model is None or run.choices.get("model") == model)
+            and (dataset is None or run.choices.get("dataset") == dataset)
+            and (status is None or run.status == status)]
+    runs = best_first(runs)
+    return runs if best is None else [run for run in runs if run.has_score][:best]
+
+
+def print_runs(runs: list[Run], folder: Path, json_output: bool, filtered: bool) -> None:
+    if json_output:
+        columns, rows = table_rows(runs, ("model", "dataset"))
+        print(json.dumps(json_safe(rows), indent=2))
+    elif not runs:
+        print(f"No runs under {folder}" + (" match these filters." if filtered else "."))
+    else:
+        print_table(runs, f"{len(runs)} run(s) under {folder}, best first", ("model", "dataset"))

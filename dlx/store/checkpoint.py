@@ -11,7 +11,7 @@ import shutil
 import warnings
 import zipfile
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -21,6 +21,8 @@ from dlx.errors import DlxError
 from dlx.store.files import fsync_folder
 
 FORMAT_VERSION = 1
+# NumPy's global generator state: ("MT19937", key (624,) uint32, position, has_gauss, cached_gaussian)
+LegacyNumpyState = tuple[str, np.ndarray, int, int, float]
 
 
 def save_checkpoint(path: Path, payload: dict[str, Any]) -> None:
@@ -82,7 +84,7 @@ def load_checkpoint(path: Path) -> dict[str, Any]:
 def capture_rng_state(device: str) -> dict[str, Any]:
     """Every random generator a run draws from, as plain values that weights_only loading accepts: Python's,
     NumPy's, torch's CPU generator, and the one of the device that trains (dropout masks, GAN noise)."""
-    kind, key, position, has_gauss, gauss = np.random.get_state()
+    kind, key, position, has_gauss, gauss = cast(LegacyNumpyState, np.random.get_state())
     state = {
         "python": random.getstate(),
         "numpy": (kind, key.tolist(), position, has_gauss, gauss),

@@ -125,7 +125,9 @@ class MLflowLogger:
         try:
             return self.client.create_experiment(self.experiment_name)
         except mlflow.exceptions.MlflowException:  # another process created it in between
-            return self.client.get_experiment_by_name(self.experiment_name).experiment_id
+            created = self.client.get_experiment_by_name(self.experiment_name)
+            assert created is not None  # it exists: creating it failed because it did
+            return created.experiment_id
 
     def start(self, run_dir: Path, config: dict[str, Any], resumed_step: int) -> None:
         import mlflow

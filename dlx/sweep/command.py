@@ -38,6 +38,7 @@ def run_train(args: list[str]) -> int:
         # Under torchrun every rank runs this command; rank 0 alone keeps the sweep's records and table.
         sweeping = plan is not None and plan.multirun and not printing_config and is_main_process()
         if sweeping:
+            assert plan is not None  # a sweep has a plan
             if not any(a.startswith("hydra.sweep.dir=") for a in args):
                 # Fixed here, once: a requeued or continued job must find the same folder, not a new ${now:}.
                 args = [*args, f"hydra.sweep.dir={quote_override_value(plan.folder)}"]
@@ -65,6 +66,7 @@ def run_train(args: list[str]) -> int:
             return code if isinstance(code, int) else 1
         from dlx.sweep.records import finish_sweep
 
+        assert plan is not None  # a sweep has a plan
         finish_sweep(Path(plan.folder))
         print_error(f"Sweep stopped. {how_to_continue(plan, args)}", "stopped")
         return code if isinstance(code, int) else 1

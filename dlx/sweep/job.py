@@ -47,7 +47,7 @@ def train_job(cfg: Any) -> Optional[float]:
         if isinstance(err, Interrupted) and err.exit_code == 128 + signal.SIGUSR2:
             hand_back_preemption_signal()
         if not sweeping or isinstance(err, Interrupted):  # Ctrl-C stops a whole sweep too
-            raise SystemExit(err.exit_code)
+            raise SystemExit(err.exit_code) from None
         return None  # in a sweep, one failed job does not stop the others (Optuna records a failed trial)
     except Exception as err:  # a bug or an out-of-memory error: in a sweep, the other jobs still run
         if not sweeping:
@@ -86,7 +86,7 @@ def check_search_direction(hydra_cfg: Any, summary: dict[str, Any]) -> None:
     """An Optuna sweep that maximises a metric the run minimises would search for the worst model."""
     direction = hydra_cfg.sweeper.get("direction")
     mode = (summary.get("monitor") or {}).get("mode")
-    expected = {"max": "maximize", "min": "minimize"}.get(mode)
+    expected = {"max": "maximize", "min": "minimize"}.get(str(mode))
     if isinstance(direction, str) and expected and direction != expected:
         print_error(DlxError(f"hydra.sweeper.direction={direction}, but this run's monitored metric "
                              f"{summary['monitor']['metric']} is best at its {mode}imum: the search would look for "

@@ -8,11 +8,15 @@ import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from omegaconf import DictConfig
 
 from dlx.errors import DlxError
 from dlx.ui.console import logger
+
+if TYPE_CHECKING:
+    from hydra.conf import HydraConf
 
 
 class GpuClaim:
@@ -64,7 +68,7 @@ def gpu_identity(index: int) -> str:
 
 
 @contextmanager
-def share_machine(cfg: DictConfig, hydra_cfg: DictConfig) -> Iterator[None]:
+def share_machine(cfg: DictConfig, hydra_cfg: "HydraConf") -> Iterator[None]:
     """Give a job its share of the machine when a launcher runs several at once.
 
     joblib runs jobs side by side on this machine (it already limits each worker's CPU threads): each job

@@ -28,8 +28,9 @@ def continue_command(args: list[str], folder: str) -> str:
 
 def job_config(cfg: DictConfig) -> dict[str, Any]:
     container = OmegaConf.to_container(cfg, resolve=False)
+    assert isinstance(container, dict)  # a DictConfig's container
     container.pop("hydra", None)
-    return container
+    return {str(key): value for key, value in container.items()}
 
 
 def start_sweep(plan: Plan, args: list[str]) -> None:
@@ -39,7 +40,9 @@ def start_sweep(plan: Plan, args: list[str]) -> None:
 
     folder = Path(plan.folder)
     manifest = folder / MANIFEST
-    configs = [job_config(cfg) for cfg in plan.configs]
+    composed = [cfg for cfg in plan.configs if cfg is not None]
+    assert len(composed) == len(plan.configs)  # outside --dry-run, preflight composed every job or raised
+    configs = [job_config(cfg) for cfg in composed]
     old = read_json(manifest)
     if old is not None:
         if plan.searched:
@@ -51,7 +54,7 @@ def start_sweep(plan: Plan, args: list[str]) -> None:
             raise DlxError(f"Refused to continue the sweep in {folder}: it was started with other jobs "
                            f"({describe_jobs(old['jobs'])}; now {describe_jobs(plan.jobs)}). Continue it with the "
                            f"arguments it was started with: {shlex.join(old['command'])}")
-        allow = any(cfg.trainer.resume_allow_changes for cfg in plan.configs)
+        allow = any(cfg.trainer.resume_allow_changes for cfg in composed)
         for number, (before, after) in enumerate(zip(old["configs"], configs)):
             changes = config_changes(before, after)
             if changes and not allow:

@@ -68,7 +68,7 @@ def fill_derived(cfg: DictConfig, data: DataSplits, task: Task, total_steps: int
     """The one step where values that come from the data and the run enter the config: the model's input
     shape and number of outputs (for the arguments its constructor takes), and the `???` lengths of the
     scheduler (T_max, total_steps, total_iters), so that the stored config alone rebuilds the run."""
-    filled = {"input_shape": data.input_shape}
+    filled: dict[str, Any] = {"input_shape": data.input_shape}
     if task.num_outputs is not None:
         filled["num_outputs"] = task.num_outputs
     accepted = inspect.signature(locate_target("model", cfg.model._target_)).parameters

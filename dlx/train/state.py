@@ -56,7 +56,8 @@ class Schedule:
         if num_train % batch_size == 1 and steps_per_epoch > 1:
             steps_per_epoch -= 1  # drop a last batch of one sample: batch norm cannot normalise it
         if trainer.smoke:
-            return cls(steps_per_epoch, SMOKE_BATCHES, SMOKE_BATCHES, 1, SMOKE_BATCHES, batch_size)
+            return cls(steps_per_epoch, SMOKE_BATCHES, SMOKE_BATCHES, 1, SMOKE_BATCHES, batch_size,
+                       trainer.checkpoint_every)
         total = trainer.max_steps or trainer.max_epochs * steps_per_epoch
         return cls(steps_per_epoch, total, trainer.eval_every or steps_per_epoch, trainer.log_every, None, batch_size,
                    trainer.checkpoint_every)
@@ -86,7 +87,7 @@ class Schedule:
         return step % self.eval_every == 0 or step == self.total_steps
 
     def is_checkpoint_step(self, step: int) -> bool:
-        return bool(self.checkpoint_every) and step % self.checkpoint_every == 0
+        return self.checkpoint_every is not None and step % self.checkpoint_every == 0
 
     def epochs_done(self, state: TrainState) -> float:
         """Epochs trained, counting the current one's batches as a fraction."""

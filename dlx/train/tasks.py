@@ -13,6 +13,7 @@ import dataclasses
 import math
 from collections.abc import Callable
 from pathlib import Path
+from typing import cast
 
 import torch
 import torch.nn.functional as F
@@ -64,6 +65,17 @@ class OneNetwork:
     def after_validation(self, model: nn.Module, run_dir: Path, step: int, metrics_log: MetricsLog) -> None:
         """What the task adds to the run folder after each validation (rank 0): nothing for one network."""
 
+    def loss(self, output: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """The batch's training loss from the model's output: each task defines its own."""
+        raise NotImplementedError
+
+    def train_step(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, update: Update) -> Sums:
+        loss = self.loss(model(x), y)
+        update("model", loss)
+        # The loss only: a training accuracy would cost three more operations per step (a tenth of a
+        # small model's step); accuracy is measured on validation.
+        return {"loss": loss.detach()}
+
 
 class Classification(OneNetwork):
     default_monitor = ("val/acc", "max")
@@ -99,13 +111,6 @@ class Classification(OneNetwork):
     def predict(self, logits: torch.Tensor) -> torch.Tensor:
         return (logits[:, 0] > 0).long() if self.num_outputs == 1 else logits.argmax(dim=1)
 
-    def train_step(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, update: Update) -> Sums:
-        loss = self.loss(model(x), y)
-        update("model", loss)
-        # The loss only: a training accuracy would cost three more operations per step (a tenth of a
-        # small model's step); accuracy is measured on validation.
-        return {"loss": loss.detach()}
-
     def eval_batch(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_index: int) -> Sums:
         logits = model(x)
         return {"loss": self.loss(logits, y) * len(y), "acc": (self.predict(logits) == y).sum()}
@@ -123,14 +128,12 @@ class Regression(OneNetwork):
         self.num_outputs = data.num_targets
         self.inputs = pixel_normalizer(data, device)
 
-    def train_step(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, update: Update) -> Sums:
-        loss = self.criterion(model(x), y)
-        update("model", loss)
-        return {"loss": loss.detach()}
+    def loss(self, prediction: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        return self.criterion(prediction, y)
 
     def eval_batch(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_index: int) -> Sums:
         prediction = model(x)
-        return {"loss": self.criterion(prediction, y) * len(y), "mae": (prediction - y).abs().mean(dim=1).sum()}
+        return {"loss": self.loss(prediction, y) * len(y), "mae": (prediction - y).abs().mean(dim=1).sum()}
 
 
 class Adversarial:
@@ -157,18 +160,21 @@ class Adversarial:
         # Generated samples end in tanh, so real images are mapped from [0, 1] to the same [-1, 1].
         self.inputs = (lambda x: x * 2 - 1) if data.is_image else (lambda x: x)
 
-    def param_groups(self, model: GAN) -> dict[str, list[nn.Parameter]]:
-        return {"discriminator": list(model.discriminator.parameters()),
-                "generator": list(model.generator.parameters())}
+    def param_groups(self, model: nn.Module) -> dict[str, list[nn.Parameter]]:
+        gan = as_gan(model)
+        return {"discriminator": list(gan.discriminator.parameters()),
+                "generator": list(gan.generator.parameters())}
 
-    def training_view(self, model: GAN, wrap: Wrap) -> GAN:
+    def training_view(self, model: nn.Module, wrap: Wrap) -> nn.Module:
         """Each network wrapped on its own: a step calls the generator and the discriminator separately, and
         DistributedDataParallel synchronises only the gradients of forwards that go through its wrapper."""
-        return model.with_networks(wrap(model.generator), wrap(model.discriminator))
+        gan = as_gan(model)
+        return gan.with_networks(wrap(gan.generator), wrap(gan.discriminator))
 
-    def networks(self, model: GAN, input_shape: list[int]) -> Networks:
-        return [("generator", model.generator, (1, model.noise_dim)),
-                ("discriminator", model.discriminator, (1, math.prod(input_shape)))]
+    def networks(self, model: nn.Module, input_shape: list[int]) -> Networks:
+        gan = as_gan(model)
+        return [("generator", gan.generator, (1, gan.noise_dim)),
+                ("discriminator", gan.discriminator, (1, math.prod(input_shape)))]
 
     def losses(self, model: GAN, real: torch.Tensor, z: torch.Tensor) -> tuple[torch.Tensor, ...]:
         fake = model.generate(z)
@@ -178,27 +184,30 @@ class Adversarial:
         d_correct = (real_logits > self.real_above).sum() + (fake_logits <= self.real_above).sum()
         return d_loss, d_correct, fake
 
-    def train_step(self, model: GAN, x: torch.Tensor, y: torch.Tensor, update: Update) -> Sums:
-        d_loss, d_correct, fake = self.losses(model, x, model.sample_noise(len(x)))
+    def train_step(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, update: Update) -> Sums:
+        gan = as_gan(model)
+        d_loss, d_correct, fake = self.losses(gan, x, gan.sample_noise(len(x)))
         update("discriminator", d_loss)
-        fake_logits = model(fake)
+        fake_logits = gan(fake)
         g_loss = self.criterion(fake_logits, torch.ones_like(fake_logits))
         update("generator", g_loss)
         return {"loss": d_loss.detach(), "g_loss": g_loss.detach(), "d_acc": d_correct / (2 * len(x))}
 
-    def eval_batch(self, model: GAN, x: torch.Tensor, y: torch.Tensor, batch_index: int) -> Sums:
+    def eval_batch(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_index: int) -> Sums:
+        gan = as_gan(model)
         # Fixed noise per batch, so evaluating the same checkpoint twice gives the same numbers.
-        z = model.sample_noise(len(x), torch.Generator().manual_seed(batch_index))
-        d_loss, d_correct, fake = self.losses(model, x, z)
-        fake_logits = model(fake)
+        z = gan.sample_noise(len(x), torch.Generator().manual_seed(batch_index))
+        d_loss, d_correct, fake = self.losses(gan, x, z)
+        fake_logits = gan(fake)
         g_loss = self.criterion(fake_logits, torch.ones_like(fake_logits))
         n = len(x)
         return {"loss": d_loss * n, "g_loss": g_loss * n, "d_acc": d_correct / 2}
 
-    def after_validation(self, model: GAN, run_dir: Path, step: int, metrics_log: MetricsLog) -> None:
+    def after_validation(self, model: nn.Module, run_dir: Path, step: int, metrics_log: MetricsLog) -> None:
         """A grid of samples from the same noise at every validation: RUN/samples/step_NNNNNNN.png."""
+        gan = as_gan(model)
         samples = run_dir / "samples" / f"step_{step:07d}.png"
-        self.save_samples(model, samples)
+        self.save_samples(gan, samples)
         metrics_log.image("samples", samples, step)
 
     @staticmethod  # also `dlx sample`'s, which has a GAN but no task
@@ -218,6 +227,12 @@ class Adversarial:
         images = F.interpolate(images, scale_factor=scale, mode="nearest")
         path.parent.mkdir(parents=True, exist_ok=True)
         save_image(images, path, nrow=8, padding=2, pad_value=1.0)
+
+
+def as_gan(model: nn.Module) -> GAN:
+    """The model of an adversarial task: make_task chooses that task for GAN models alone (or the GAN's
+    training view, also a GAN)."""
+    return cast(GAN, model)
 
 
 Task = Classification | Regression | Adversarial

@@ -43,8 +43,8 @@ def save_and_show(statistics: list[tuple[str, Any]], path: Path, console: Any) -
                             f"{megabytes(stats.total_param_bytes)} of weights, "
                             f"{megabytes(stats.total_output_bytes)} of activations per example",
                       title_justify="left")
-        for column, justify in (("layer", "left"), ("output shape", "left"), ("parameters", "right")):
-            table.add_column(column, justify=justify)
+        for column in ("layer", "output shape", "parameters"):
+            table.add_column(column, justify="right" if column == "parameters" else "left")
         for layer in stats.summary_list:
             if layer.depth <= PRINTED_DEPTH:
                 params = layer.num_params_to_str(reached_max_depth=layer.depth == PRINTED_DEPTH)

@@ -39,7 +39,7 @@ class TrainingProgress:
             )
             self.task = self.bar.add_task("", total=total_steps, completed=first_step)
 
-    def __enter__(self) -> "TrainingProgress":
+    def __enter__(self) -> TrainingProgress:
         if self.bar is not None:
             self.bar.start()
         return self

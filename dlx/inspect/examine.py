@@ -1,0 +1,69 @@
+"""What `dlx eval` computes and shows: a checkpoint's metrics on a split, and for classifiers the per-class
+report; a GAN can be scored by a classifier of the same data (classifier=CLASSIFIER.ckpt)."""
+
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from dlx.inspect.class_metrics import ClassReport, class_details, print_class_report
+from dlx.inspect.evaluate import evaluate_checkpoint
+from dlx.store.files import json_safe
+
+
+@dataclass
+class Examined:
+    metrics: dict[str, float]
+    info: dict[str, Any]  # what was evaluated: checkpoint, split, samples, step, model, data set, device
+    classes: ClassReport | None  # classifiers only
+    warnings: list[str] = field(default_factory=list)
+
+
+def eval_arguments(arguments: list[str], split: str) -> tuple[list[str], str, Path | None]:
+    """(overrides of the stored config, split, classifier checkpoint) from `dlx eval`'s key=value arguments:
+    split=val and classifier=PATH are the command's own; every other one changes the stored config."""
+    overrides, classifier = [], None
+    for argument in arguments:
+        if argument.startswith("split="):
+            split = argument.partition("=")[2]
+        elif argument.startswith("classifier="):
+            classifier = Path(argument.partition("=")[2])
+        else:
+            overrides.append(argument)
+    return overrides, split, classifier
+
+
+def examine(checkpoint: Path, arguments: list[str], split: str, allow: list[str], config_dirs: list[Path],
+            out_dir: Path | None, worst: int) -> Examined:
+    overrides, split, classifier = eval_arguments(arguments, split)
+    metrics, info, evaluated = evaluate_checkpoint(checkpoint, overrides, split, allow, config_dirs)
+    classes, warnings = class_details(evaluated, checkpoint, split, out_dir, worst)
+    if classifier is not None:
+        from dlx.inspect.gan_score import classifier_score
+
+        metrics |= classifier_score(checkpoint, classifier, allow, config_dirs)
+        info["classifier"] = str(classifier)
+    return Examined(metrics, info, classes, warnings)
+
+
+def examined_json(examined: Examined) -> str:
+    classes = asdict(examined.classes) if examined.classes else {}
+    return json.dumps(json_safe({**examined.info, "metrics": examined.metrics, **classes}))
+
+
+def print_examined(examined: Examined) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    info = examined.info
+    console = Console()
+    console.print(f"{info['checkpoint']}: step {info['step']:,}, {info['split']} split, {info['samples']:,} samples",
+                  soft_wrap=True)
+    table = Table()
+    table.add_column("metric")
+    table.add_column("value", justify="right")
+    for key, value in examined.metrics.items():
+        table.add_row(key, f"{value:.4f}")
+    console.print(table)
+    if examined.classes:
+        print_class_report(examined.classes, console)
