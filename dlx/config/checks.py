@@ -35,13 +35,13 @@ def check_config(cfg: DictConfig) -> None:
             raise DlxError(f"No {group} is chosen: select one with {group}=NAME (`dlx train --help` lists them).")
     if cfg.get("scheduler") is not None and not isinstance(cfg.scheduler, DictConfig):
         raise DlxError("scheduler must be a scheduler config: select one with scheduler=NAME, or scheduler=none.")
-    unset = [f"{group}.{key}" for group in ("trainer", "augment") if isinstance(cfg.get(group), DictConfig)
-             for key in sorted(OmegaConf.missing_keys(cfg[group]))]
+    unset = sorted(key for group in ("trainer", "augment") if isinstance(cfg.get(group), DictConfig)
+                   for key in OmegaConf.missing_keys(cfg[group]))  # full keys: trainer.max_epochs
     unset += ["output_root"] if "output_root" in cfg and OmegaConf.is_missing(cfg, "output_root") else []
     if unset:  # the schema types these keys; their values come from conf/train.yaml and conf/trainer/default.yaml
-        raise DlxError(f"{', '.join(unset)} {'has' if len(unset) == 1 else 'have'} no value. A config of your own "
-                       "(--config-name) must keep dlx's defaults list (trainer: default) and train.yaml's keys: start "
-                       "from a copy, `dlx cp train my_conf/`, or set the value (key=value).")
+        raise DlxError(f"{', '.join(unset)} {'has' if len(unset) == 1 else 'have'} no value. A primary config of "
+                       "your own (--config-name) must keep train.yaml's keys and defaults list (trainer: default): "
+                       "start from a copy, `dlx cp train my_conf/`, or set the value (key=value).")
     try:  # interpolations fail here, with their key, rather than somewhere later
         for key in cfg:
             if key != "hydra" and isinstance(cfg[key], DictConfig):

@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional
 
-from omegaconf import MISSING, OmegaConf
+from omegaconf import MISSING, DictConfig, OmegaConf
 
 DEVICES = ("auto", "cpu", "cuda", "mps")
 PRECISIONS = ("32", "bf16-mixed")
@@ -14,7 +14,7 @@ PRECISIONS = ("32", "bf16-mixed")
 
 # The schema gives each key its type, so that `trainer.batch_size=abc` fails before anything runs. The values,
 # and what each key means, have one source: the YAML files (conf/train.yaml, conf/trainer/default.yaml), which
-# `dlx cat` prints and users copy. MISSING here means "the YAML says".
+# `dlx cat` prints and users copy. MISSING here means "the YAML says"; schema() fills in the trainer's.
 
 
 @dataclass
@@ -73,10 +73,18 @@ def config_dir() -> Path:
     return packaged if packaged.is_dir() else package.parent / "conf"
 
 
+def schema() -> DictConfig:
+    """TrainConfig's types with conf/trainer/default.yaml's values: a trainer option of the user's that sets
+    only some keys (my_conf/trainer/fast.yaml: max_epochs: 3) takes the others from there."""
+    node = OmegaConf.structured(TrainConfig)
+    node.trainer = OmegaConf.merge(node.trainer, OmegaConf.load(config_dir() / "trainer" / "default.yaml"))
+    return node
+
+
 def register_schema_and_resolvers() -> None:
     from hydra.core.config_store import ConfigStore
 
-    ConfigStore.instance().store(name="train_schema", node=TrainConfig)
+    ConfigStore.instance().store(name="train_schema", node=schema())
     # A per-process id makes run folders unique even for runs started in the same second. Cached, like
     # Hydra's own ${now:}, so that every read of hydra.run.dir in one process gives the same folder.
     OmegaConf.register_new_resolver("dlx_run_id", lambda: secrets.token_hex(3), use_cache=True, replace=True)

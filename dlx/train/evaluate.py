@@ -5,28 +5,10 @@ import contextlib
 import math
 
 import torch
-from omegaconf import DictConfig
 from torch import nn
 
-from dlx.errors import DlxError, did_you_mean
 from dlx.parallel.world import World
 from dlx.train.tasks import Task
-
-
-def monitored(trainer: DictConfig, task: Task) -> tuple[str, str]:
-    """(metric, mode) that chooses the best checkpoint: the config's, or the task's default."""
-    metric, mode = task.default_monitor
-    if trainer.monitor.metric != "auto":
-        metric = trainer.monitor.metric
-        names = [f"val/{name}" for name in task.metric_names]
-        if metric not in names:
-            raise DlxError(f'trainer.monitor.metric="{metric}" is not measured by this run.'
-                           f"{did_you_mean(metric, names)} Choose one of: {', '.join(names)}.")
-        if metric != task.default_monitor[0]:
-            mode = "max" if "acc" in metric else "min"
-    if trainer.monitor.mode != "auto":
-        mode = trainer.monitor.mode
-    return metric, mode
 
 
 def autocast(device: str, precision: str) -> contextlib.AbstractContextManager:

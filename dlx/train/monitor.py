@@ -5,10 +5,13 @@ import math
 import time
 
 import torch
+from omegaconf import DictConfig
 
+from dlx.errors import DlxError, did_you_mean
 from dlx.parallel.world import World
 from dlx.store.metrics import finite
 from dlx.train.state import TrainState
+from dlx.train.tasks import Task
 from dlx.ui.console import logger
 
 StepValues = dict[str, torch.Tensor]  # a step's means (losses...) as 0-dim device tensors
@@ -97,3 +100,19 @@ class BestMonitor:
             logger.info(f"Early stop at step {state.step}: no better {self.metric} in {self.patience} "
                         f"validations (best {state.best_value} at step {state.best_step})")
         return improved
+
+
+def monitored(trainer: DictConfig, task: Task) -> tuple[str, str]:
+    """(metric, mode) that chooses the best checkpoint: the config's, or the task's default."""
+    metric, mode = task.default_monitor
+    if trainer.monitor.metric != "auto":
+        metric = trainer.monitor.metric
+        names = [f"val/{name}" for name in task.metric_names]
+        if metric not in names:
+            raise DlxError(f'trainer.monitor.metric="{metric}" is not measured by this run.'
+                           f"{did_you_mean(metric, names)} Choose one of: {', '.join(names)}.")
+        if metric != task.default_monitor[0]:
+            mode = "max" if "acc" in metric else "min"
+    if trainer.monitor.mode != "auto":
+        mode = trainer.monitor.mode
+    return metric, mode

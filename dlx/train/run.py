@@ -33,9 +33,9 @@ from dlx.train.build import (
     fill_derived,
 )
 from dlx.train.checkpointing import CheckpointWriter
-from dlx.train.evaluate import autocast, evaluate, monitored
+from dlx.train.evaluate import autocast, evaluate
 from dlx.train.loop import Loop, fit
-from dlx.train.monitor import BestMonitor
+from dlx.train.monitor import BestMonitor, monitored
 from dlx.train.resume import resume_or_start
 from dlx.train.setup import start_run
 from dlx.train.signals import Interrupted, stop_on_signals
@@ -43,7 +43,7 @@ from dlx.train.state import Schedule, TrainState
 from dlx.train.step import Updater
 from dlx.train.tasks import Task, prepare
 from dlx.ui.console import logger, setup_logging, terminal_console
-from dlx.ui.model_summary import Networks, save_and_show, summarize
+from dlx.ui.model_summary import save_and_show, summarize
 from dlx.ui.progress import TrainingProgress
 
 
@@ -138,12 +138,11 @@ def build_run(cfg: DictConfig, world: World) -> RunParts:
     if cfg.trainer.devices not in (1, world.size):
         logger.info(f"trainer.devices={cfg.trainer.devices} is ignored: the launcher (torchrun, submitit) started "
                     f"{world.size} process(es) for this run")
-    cfg.trainer.devices = world.size  # the stored config says how the run was trained
     device = start_run(cfg.trainer, world)
     data = build_data(cfg)
     task = build_task(cfg, data, device)
     schedule = Schedule.plan(cfg.trainer, len(data.train[0]), world.size)
-    fill_derived(cfg, data, task, schedule.total_steps)
+    fill_derived(cfg, data, task, schedule.total_steps, world.size)
     config = OmegaConf.to_container(cfg, resolve=True)
     model = build_model(cfg).to(device)
     augment = build_augment(cfg.augment, data)
@@ -161,8 +160,7 @@ def record_run(parts: RunParts, cfg: DictConfig, run_dir: Path, console: Any) ->
     """config.yaml, the outputs/latest link and the model summary (rank 0)."""
     (run_dir / "config.yaml").write_text(OmegaConf.to_yaml(parts.config), encoding="utf-8")
     point_latest_at(Path(cfg.output_root), run_dir)
-    show_model_summary(parts.model, parts.task.networks(parts.model, parts.data.input_shape), parts.device, run_dir,
-                       console)
+    show_model_summary(parts, run_dir, console)
 
 
 def make_loop(parts: RunParts, trainer: DictConfig, state: TrainState, run_dir: Path, metrics_log: MetricsLog,
@@ -173,9 +171,12 @@ def make_loop(parts: RunParts, trainer: DictConfig, state: TrainState, run_dir: 
     checkpoints = CheckpointWriter(run_dir / "checkpoints", parts.config, parts.model, parts.optimizers,
                                    parts.schedulers, parts.data, parts.device, world)
     monitor = BestMonitor(*monitored(trainer, parts.task), trainer.patience)
-    return Loop(parts.model, parts.task, parts.data.train, parts.data.val, parts.schedule, updater, checkpoints,
-                monitor, metrics_log, progress, world, state, run_dir, parts.device, trainer.seed,
-                trainer.eval_batch_size, autocast(parts.device, trainer.precision), stop_requested, parts.augment)
+    return Loop(model=parts.model, task=parts.task, data_train=parts.data.train, data_val=parts.data.val,
+                schedule=parts.schedule, updater=updater, checkpoints=checkpoints, monitor=monitor,
+                metrics_log=metrics_log, progress=progress, world=world, state=state, run_dir=run_dir,
+                device=parts.device, seed=trainer.seed, eval_batch_size=trainer.eval_batch_size,
+                mixed_precision=autocast(parts.device, trainer.precision), stop_requested=stop_requested,
+                augment=parts.augment)
 
 
 def count_parameters(model: torch.nn.Module) -> int:
@@ -197,11 +198,11 @@ def outcome(parts: RunParts, state: TrainState, run_dir: Path) -> dict[str, Any]
     }
 
 
-def show_model_summary(model: torch.nn.Module, networks: Networks, device: str, run_dir: Path,
-                       console: Any) -> None:
+def show_model_summary(parts: RunParts, run_dir: Path, console: Any) -> None:
     """The model table: a help, not a requirement; a model torchinfo cannot trace still trains."""
     try:
-        save_and_show(summarize(model, networks, device), run_dir / "model_summary.txt", console)
+        networks = parts.task.networks(parts.model, parts.data.input_shape)
+        save_and_show(summarize(parts.model, networks, parts.device), run_dir / "model_summary.txt", console)
     except Exception as err:
         logger.warning(f"Warning: no model summary ({type(err).__name__}: {err}); training goes on.")
 

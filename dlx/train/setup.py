@@ -12,8 +12,6 @@ from dlx.parallel.world import World, device_of_rank
 
 
 def resolve_device(name: str) -> str:
-    import torch
-
     if name == "auto":
         if torch.cuda.is_available():
             return "cuda"

@@ -15,7 +15,7 @@ from dlx.ui.console import logger
 
 @contextmanager
 def stop_on_signals() -> Iterator[Callable[[], int]]:
-    """While training, SIGINT, SIGTERM and SIGUSR2 ask the engine to stop after the current step (it then
+    """While training, SIGINT, SIGTERM and SIGUSR2 ask the loop to stop after the current step (it then
     saves last.ckpt); a second signal stops at once. Yields a function returning the signal received, or 0.
 
     SIGUSR2 is the warning SLURM (--signal) and submitit send before preemption or the time limit. Under

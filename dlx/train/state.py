@@ -40,7 +40,7 @@ class Schedule:
     eval_every: int
     log_every: int
     max_eval_batches: int | None
-    batch_size: int = 1
+    batch_size: int
     checkpoint_every: int | None = None  # steps between saves besides those at each validation
 
     @classmethod
@@ -63,10 +63,11 @@ class Schedule:
                    trainer.checkpoint_every)
 
     def batches(self, state: TrainState, order_of_epoch: OrderOfEpoch) -> Iterator[torch.Tensor]:
-        """The sample indices of each step from `state` on, to the last step. The state's position in the epoch
+        """The sample indices of each step from `state` on, to the last step (none for a run that stopped early:
+        its checkpoint resumes to nothing more). The state's position in the epoch
         advances as each batch is handed out, so that a checkpoint saved after the step counts it done; a new
         epoch begins once the consumer is through with the last batch of the one before."""
-        while state.step < self.total_steps:
+        while state.step < self.total_steps and not state.stopped_early:
             order = order_of_epoch(state.epoch)
             while state.batch_in_epoch < self.steps_per_epoch:
                 begin = state.batch_in_epoch * self.batch_size

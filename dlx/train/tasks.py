@@ -13,7 +13,7 @@ import dataclasses
 import math
 from collections.abc import Callable
 from pathlib import Path
-from typing import cast
+from typing import Protocol, cast
 
 import torch
 import torch.nn.functional as F
@@ -47,6 +47,39 @@ def pixel_normalizer(data: DataSplits, device: str) -> Callable[[torch.Tensor], 
     mean = torch.tensor(data.pixel_mean, device=device).view(1, -1, 1, 1)
     std = torch.tensor(data.pixel_std, device=device).view(1, -1, 1, 1)
     return lambda x: (x - mean).div_(std)  # one new tensor, not two: whole splits pass through here
+
+
+class Task(Protocol):
+    """What the loop, evaluation and checkpoints ask of a task. Classification, Regression and Adversarial are
+    dlx's (make_task chooses among them); a new kind of model adds its own class here, and a case there."""
+
+    @property
+    def default_monitor(self) -> tuple[str, str]:
+        """(metric, mode) that chooses the best checkpoint unless trainer.monitor says otherwise."""
+
+    @property
+    def metric_names(self) -> tuple[str, ...]:
+        """The metrics eval_batch() sums, in the order they are logged."""
+
+    @property
+    def num_outputs(self) -> int | None:
+        """The outputs the model needs (its num_outputs argument), or None when it decides them itself."""
+
+    @property
+    def inputs(self) -> Callable[[torch.Tensor], torch.Tensor]:
+        """Raw inputs to what the model sees, applied to whole splits once (dlx.train.tasks.prepare)."""
+
+    def param_groups(self, model: nn.Module) -> dict[str, list[nn.Parameter]]: ...
+
+    def training_view(self, model: nn.Module, wrap: Wrap) -> nn.Module: ...
+
+    def networks(self, model: nn.Module, input_shape: list[int]) -> Networks: ...
+
+    def train_step(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, update: Update) -> Sums: ...
+
+    def eval_batch(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_index: int) -> Sums: ...
+
+    def after_validation(self, model: nn.Module, run_dir: Path, step: int, metrics_log: MetricsLog) -> None: ...
 
 
 class OneNetwork:
@@ -234,8 +267,6 @@ def as_gan(model: nn.Module) -> GAN:
     training view, also a GAN)."""
     return cast(GAN, model)
 
-
-Task = Classification | Regression | Adversarial
 
 
 def make_task(criterion: nn.Module, data: DataSplits, device: str, is_gan: bool) -> Task:

@@ -181,7 +181,7 @@ def test_batches_leave_out_the_dropped_sample_of_a_planned_schedule(compose) -> 
 
 
 def test_log_and_eval_steps_are_multiples_and_the_last_step() -> None:
-    schedule = Schedule(steps_per_epoch=10, total_steps=25, eval_every=10, log_every=4, max_eval_batches=None)
+    schedule = Schedule(steps_per_epoch=10, total_steps=25, eval_every=10, log_every=4, max_eval_batches=None, batch_size=1)
     steps = range(1, 26)
     assert [s for s in steps if schedule.is_log_step(s)] == [4, 8, 12, 16, 20, 24, 25]
     assert [s for s in steps if schedule.is_eval_step(s)] == [10, 20, 25]
@@ -189,10 +189,10 @@ def test_log_and_eval_steps_are_multiples_and_the_last_step() -> None:
 
 
 def test_checkpoint_steps_only_when_checkpoint_every_is_set() -> None:
-    every_6 = Schedule(steps_per_epoch=10, total_steps=20, eval_every=10, log_every=1, max_eval_batches=None,
+    every_6 = Schedule(steps_per_epoch=10, total_steps=20, eval_every=10, log_every=1, max_eval_batches=None, batch_size=1,
                        checkpoint_every=6)
     assert [s for s in range(1, 21) if every_6.is_checkpoint_step(s)] == [6, 12, 18]  # not the last step by itself
-    never = Schedule(steps_per_epoch=10, total_steps=20, eval_every=10, log_every=1, max_eval_batches=None)
+    never = Schedule(steps_per_epoch=10, total_steps=20, eval_every=10, log_every=1, max_eval_batches=None, batch_size=1)
     assert not any(never.is_checkpoint_step(s) for s in range(1, 21))
 
 
