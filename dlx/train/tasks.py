@@ -11,6 +11,7 @@ networks() names what the model summary shows; after_validation() adds to the ru
 
 import dataclasses
 import math
+from abc import ABC, abstractmethod
 from collections.abc import Callable
 from pathlib import Path
 from typing import Protocol, cast
@@ -82,7 +83,7 @@ class Task(Protocol):
     def after_validation(self, model: nn.Module, run_dir: Path, step: int, metrics_log: MetricsLog) -> None: ...
 
 
-class OneNetwork:
+class OneNetwork(ABC):
     """What classification and regression share: one network, trained by one optimizer."""
 
     def param_groups(self, model: nn.Module) -> dict[str, list[nn.Parameter]]:
@@ -97,10 +98,11 @@ class OneNetwork:
 
     def after_validation(self, model: nn.Module, run_dir: Path, step: int, metrics_log: MetricsLog) -> None:
         """What the task adds to the run folder after each validation (rank 0): nothing for one network."""
+        return  # a deliberate no-op: one network has no samples to draw
 
+    @abstractmethod
     def loss(self, output: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         """The batch's training loss from the model's output: each task defines its own."""
-        raise NotImplementedError
 
     def train_step(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, update: Update) -> Sums:
         loss = self.loss(model(x), y)
