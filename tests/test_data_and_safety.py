@@ -67,39 +67,39 @@ def test_load_mnist_reads_idx_files(tmp_path: Path, compressed: bool) -> None:
     written = write_mnist_folder(tmp_path, compressed)
     data = load_mnist(root=str(tmp_path), val_fraction=0.1)
     n_val = round(0.1 * N_TRAIN)
-    assert data.train[0].shape == (N_TRAIN - n_val, 1, 28, 28)
-    assert data.val[0].shape == (n_val, 1, 28, 28)
-    assert data.test[0].shape == (N_TEST, 1, 28, 28)
+    assert data.train.x.shape == (N_TRAIN - n_val, 1, 28, 28)
+    assert data.val.x.shape == (n_val, 1, 28, 28)
+    assert data.test.x.shape == (N_TEST, 1, 28, 28)
     assert data.input_shape == [1, 28, 28] and data.class_names == MNIST_CLASSES
-    for x, y in (data.train, data.val, data.test):
+    for x, y in ((split.x, split.y) for split in (data.train, data.val, data.test)):
         assert x.dtype == torch.float32 and y.dtype == torch.int64
         assert x.min() >= 0 and x.max() == 1.0  # 255 -> 1
         assert set(y.tolist()) == set(range(10))  # stratified: every class in every split
     # The test split is the t10k files, in order, scaled to [0, 1].
-    torch.testing.assert_close(data.test[0][:, 0], torch.from_numpy(written["t10k_images"]).float() / 255)
-    assert data.test[1].tolist() == written["t10k_labels"].tolist()
+    torch.testing.assert_close(data.test.x[:, 0], torch.from_numpy(written["t10k_images"]).float() / 255)
+    assert data.test.y.tolist() == written["t10k_labels"].tolist()
 
 
 def test_validation_is_held_out_of_train(tmp_path: Path) -> None:
     write_mnist_folder(tmp_path, compressed=True)
     data = load_mnist(root=str(tmp_path), val_fraction=0.25, split_seed=3)
-    assert len(data.train[0]) + len(data.val[0]) == N_TRAIN and len(data.val[0]) == N_TRAIN // 4
-    train_images = {bytes(image.numpy()) for image in data.train[0]}
-    assert not any(bytes(image.numpy()) in train_images for image in data.val[0])
+    assert len(data.train.x) + len(data.val.x) == N_TRAIN and len(data.val.x) == N_TRAIN // 4
+    train_images = {bytes(image.numpy()) for image in data.train.x}
+    assert not any(bytes(image.numpy()) in train_images for image in data.val.x)
     all_train = load_mnist(root=str(tmp_path), val_fraction=0.0)
-    assert len(all_train.train[0]) == N_TRAIN and len(all_train.val[0]) == 0
+    assert len(all_train.train.x) == N_TRAIN and len(all_train.val.x) == 0
     # The same seed splits the same way; pixel statistics come from the training part only.
     again = load_mnist(root=str(tmp_path), val_fraction=0.25, split_seed=3)
-    assert torch.equal(again.val[0], data.val[0])
-    assert data.pixel_mean == pytest.approx([data.train[0].mean().item()], rel=1e-5)
+    assert torch.equal(again.val.x, data.val.x)
+    assert data.pixel_mean == pytest.approx([data.train.x.mean().item()], rel=1e-5)
 
 
 def test_load_fashion_mnist_from_torchvision_layout(tmp_path: Path) -> None:
     written = write_mnist_folder(tmp_path / "FashionMNIST" / "raw", compressed=True)
     data = load_fashion_mnist(root=str(tmp_path))
     assert data.class_names == FASHION_CLASSES
-    assert len(data.train[0]) + len(data.val[0]) == N_TRAIN
-    assert data.test[1].tolist() == written["t10k_labels"].tolist()
+    assert len(data.train.x) + len(data.val.x) == N_TRAIN
+    assert data.test.y.tolist() == written["t10k_labels"].tolist()
 
 
 # --- end to end on the written files ---------------------------------------------------------------------------

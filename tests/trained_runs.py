@@ -33,7 +33,8 @@ def classifier_test_outputs(classifier_run: Path) -> dict:
     from dlx.inspect.evaluate import evaluate_checkpoint
 
     metrics, _, evaluated = evaluate_checkpoint(classifier_run / "checkpoints" / "best.ckpt", [], "test", [], [])
+    n = evaluated.samples
     with torch.inference_mode():
-        logits = evaluated.model(evaluated.x)
-    return {"images": evaluated.images, "y": evaluated.y, "logits": logits, "metrics": metrics,
+        logits = evaluated.model(evaluated.split.x[:n])
+    return {"images": evaluated.raw.x[:n], "y": evaluated.split.y[:n], "logits": logits, "metrics": metrics,
             "model": evaluated.model}

@@ -1,4 +1,5 @@
-"""`dlx predict CHECKPOINT IMAGES...` (a classifier on image files) and `dlx sample CHECKPOINT` (a GAN's samples)."""
+"""`dlx predict CHECKPOINT IMAGES...` (a classifier on image files), `dlx predict CHECKPOINT ROWS.csv` (a model
+trained on a table, on new rows) and `dlx sample CHECKPOINT` (a GAN's samples)."""
 
 import json
 from pathlib import Path
@@ -10,24 +11,45 @@ from dlx.cli.options import ALLOW_HELP, CONFIG_DIR_HELP, errors_reported
 
 
 def predict_command(
-    checkpoint: Path = typer.Argument(..., help="A classifier's .ckpt file written by dlx train."),
-    images: list[Path] = typer.Argument(..., help="PNG or JPEG files, or folders of them."),
-    top_k: int = typer.Option(3, "--top-k", "-k", help="How many of the most probable classes to show."),
+    checkpoint: Path = typer.Argument(..., help="A .ckpt file written by dlx train."),
+    inputs: list[Path] = typer.Argument(..., metavar="IMAGES_OR_TABLE...",
+                                        help="PNG or JPEG files, or folders of them, for a model of images; one "
+                                        "CSV, TSV or Parquet file of rows for a model trained with dataset=table."),
+    out: Optional[Path] = typer.Option(None, "--out", "-o", help="Tables: the file to write, the rows with their "
+                                       "predictions (.csv, .tsv or .parquet); default RUN/predictions/ROWS_FILE."),
+    top_k: int = typer.Option(3, "--top-k", "-k", help="Images: how many of the most probable classes to show."),
     json_output: bool = typer.Option(False, "--json", help="Print JSON on stdout instead of a table."),
     allow: list[str] = typer.Option([], "--allow", help=ALLOW_HELP),
     config_dirs: list[Path] = typer.Option([], "--config-dir", "-cd", help=CONFIG_DIR_HELP),
 ) -> None:
-    """Class and top-k probabilities of a classifier for your own image files.
+    """A classifier's classes for your own image files, or a table model's predictions for new rows.
 
-    Each image is prepared as the training images were: grey or colour, resized, scaled to [0, 1], normalised."""
-    from dlx.inspect.predict import predict, print_predictions
+    Each image is prepared as the training images were: grey or colour, resized, scaled to [0, 1], normalised.
+    Rows are encoded as the training rows were (standardised numbers, one-hot categories: the checkpoint records
+    how) and written back with a `prediction` column and, for a classifier, `probability_<class>` columns."""
+    from dlx.inspect.predict import TablePredictions, predict, print_predictions, print_table_predictions
 
     with errors_reported():
-        predictions = predict(checkpoint, images, top_k, allow, config_dirs)
-    if json_output:
+        predictions = predict(checkpoint, inputs, top_k, allow, config_dirs, out)
+    if isinstance(predictions, TablePredictions):
+        warn(predictions.warnings)
+        if json_output:
+            print(json.dumps({"checkpoint": str(checkpoint), "rows": str(predictions.rows),
+                              "out": str(predictions.out), "count": predictions.count, "added": predictions.added,
+                              "warnings": predictions.warnings}))
+        else:
+            print_table_predictions(predictions, checkpoint)
+    elif json_output:
         print(json.dumps({"checkpoint": str(checkpoint), "predictions": predictions}))
     else:
         print_predictions(predictions, checkpoint)
+
+
+def warn(lines: list[str]) -> None:
+    from dlx.ui.console import print_error
+
+    for line in lines:  # on stderr, with --json too: stdout stays one JSON document
+        print_error(line, label="warning")
 
 
 def sample_command(

@@ -113,6 +113,12 @@ def check_trainer(trainer: DictConfig) -> None:
         raise DlxError(f"trainer.devices={devices!r} is not a number of processes: it must be 1 (train in this "
                        "process) or more (that many processes train the run together, one per GPU on a GPU "
                        "machine, else sharing the CPU cores), e.g. trainer.devices=2.")
+    workers = trainer.get("num_workers", 0)
+    if isinstance(workers, bool) or not isinstance(workers, int) or workers < 0:
+        raise DlxError(f"trainer.num_workers={workers!r} must be 0 (streamed files are read in the training process) "
+                       "or a number of worker processes, e.g. trainer.num_workers=4.")
+    if trainer.get("prefetch_factor", 2) < 1:
+        raise DlxError(f"trainer.prefetch_factor={trainer.prefetch_factor} must be 1 or more batches per worker.")
     if trainer.grad_clip is not None and trainer.grad_clip <= 0:
         raise DlxError(f"trainer.grad_clip={trainer.grad_clip} must be a positive gradient norm, or null for none.")
     device = trainer.device

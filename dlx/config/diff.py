@@ -6,7 +6,10 @@ from typing import Any
 # Keys that may differ between a checkpoint's config and the resumed run's without changing the training.
 RESUME_KEYS_IGNORED = {"trainer.resume", "trainer.resume_allow_changes", "trainer.device", "trainer.threads",
                        "trainer.checkpoint_every", "trainer.log_every", "trainer.eval_every", "trainer.eval_batch_size",
-                       "trainer.patience", "output_root"}
+                       "trainer.patience", "output_root",
+                       # how data is read, not what: streamed and in-memory splits give the same batches
+                       "trainer.num_workers", "trainer.pin_memory", "trainer.persistent_workers",
+                       "trainer.prefetch_factor", "dataset.in_memory", "dataset.cache_dir"}
 
 
 # Keys that later versions of dlx added, with the value that reproduces what older versions did: a checkpoint

@@ -45,6 +45,10 @@ class TrainerConfig:
     resume: Optional[str] = MISSING
     resume_allow_changes: bool = MISSING
     on_nonfinite: str = MISSING
+    num_workers: int = MISSING
+    pin_memory: bool = MISSING
+    persistent_workers: bool = MISSING
+    prefetch_factor: int = MISSING
 
 
 @dataclass

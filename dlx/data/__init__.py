@@ -1,34 +1,105 @@
-"""Data sources. Each loader returns a DataSplits of in-memory tensors; see README "Bring your own data"."""
+"""Data sources. Each loader returns a DataSplits whose splits are held in memory (InMemory) or read from files
+batch by batch (dlx.data.streamed.Streamed); see README "Your own data"."""
 
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal, Protocol
 
 import numpy as np
 import torch
 
 TaskKind = Literal["classification", "regression"]
+Batch = tuple[torch.Tensor, torch.Tensor]
+BatchIndex = torch.Tensor | slice  # the samples of one batch: indices (training) or a range (evaluation)
+Inputs = Callable[[torch.Tensor], torch.Tensor]  # raw inputs -> what the model sees (a task's `inputs`)
+
+
+@dataclass(frozen=True)
+class Loading:
+    """How streamed splits are read: trainer.num_workers, pin_memory, persistent_workers, prefetch_factor."""
+
+    num_workers: int = 0
+    pin_memory: bool = False
+    persistent_workers: bool = True
+    prefetch_factor: int = 2
+
+
+class Split(Protocol):
+    """One split as the loop and evaluation read it: its size, and its batches in the order asked for."""
+
+    def __len__(self) -> int: ...
+
+    @property
+    def sample_shape(self) -> list[int]: ...
+
+    def batches(self, indices: Sequence[BatchIndex]) -> Iterator[Batch]:
+        """(x, y) for each batch of sample indices, in order: the same samples give the same numbers."""
+
+    def prepared(self, inputs: Inputs, device: str, loading: Loading) -> "Split":
+        """This split as the model sees it: on `device`, its inputs mapped by `inputs`."""
+
+    def labels(self) -> torch.Tensor:
+        """Every target of the split, in sample order (small: one value per sample)."""
+
+
+@dataclass
+class InMemory:
+    """A split held as two tensors: inputs (N, ...) and targets (N,) or (N, T)."""
+
+    x: torch.Tensor
+    y: torch.Tensor
+
+    def __len__(self) -> int:
+        return len(self.x)
+
+    @property
+    def sample_shape(self) -> list[int]:
+        return list(self.x.shape[1:])
+
+    def batches(self, indices: Sequence[BatchIndex]) -> Iterator[Batch]:
+        return ((self.x[index], self.y[index]) for index in indices)
+
+    def prepared(self, inputs: Inputs, device: str, loading: Loading) -> "InMemory":
+        # Mapped once here for the whole split rather than batch by batch: the same numbers, as the mapping
+        # is element-wise.
+        return InMemory(inputs(self.x.to(device)), self.y.to(device))
+
+    def labels(self) -> torch.Tensor:
+        return self.y
+
+
+def as_split(split: "Split | tuple[torch.Tensor, torch.Tensor]") -> Split:
+    """A loader's split: a Split already, or an (x, y) pair of tensors (what loaders written for dlx 0.x return)."""
+    if isinstance(split, tuple):
+        return InMemory(*split)
+    return split
 
 
 @dataclass
 class DataSplits:
-    """Train, validation and test sets as (x, y) tensor pairs held in memory.
+    """Train, validation and test splits, and what a model and `dlx predict` need to know of them.
 
     Images are float32 in [0, 1] with shape (N, C, H, W) and `pixel_mean`/`pixel_std` per channel, measured
-    on the training split; the task normalises each batch with them. Tabular features come already
-    standardised. Classification targets are int64 class indices, regression targets float32 (N, T).
+    on the training split; the task normalises with them. Tabular features come already standardised, with
+    `preprocessing` recording how (plain values, saved in every checkpoint, so that new rows are treated as
+    training's were). Classification targets are int64 class indices, regression targets float32 (N, T).
     """
 
-    train: tuple[torch.Tensor, torch.Tensor]
-    val: tuple[torch.Tensor, torch.Tensor]
-    test: tuple[torch.Tensor, torch.Tensor]
+    train: Split
+    val: Split
+    test: Split
     task: TaskKind = "classification"
     class_names: list[str] = field(default_factory=list)
     pixel_mean: list[float] | None = None
     pixel_std: list[float] | None = None
+    preprocessing: dict[str, Any] | None = None  # a table's columns, statistics and categories
+
+    def __post_init__(self) -> None:
+        self.train, self.val, self.test = (as_split(s) for s in (self.train, self.val, self.test))
 
     @property
     def input_shape(self) -> list[int]:
-        return list(self.train[0].shape[1:])
+        return self.train.sample_shape
 
     @property
     def num_classes(self) -> int:
@@ -39,11 +110,15 @@ class DataSplits:
         """Outputs the data asks of a model: one per class, or one per regression target."""
         if self.task == "classification":
             return self.num_classes
-        return 1 if self.train[1].dim() == 1 else self.train[1].shape[1]
+        labels = self.train.labels()
+        return 1 if labels.dim() == 1 else labels.shape[1]
 
     @property
     def is_image(self) -> bool:
         return self.pixel_mean is not None
+
+    def split(self, name: str) -> Split:
+        return {"train": self.train, "val": self.val, "test": self.test}[name]
 
 
 def hold_out(
@@ -74,13 +149,13 @@ def image_splits(
     """DataSplits from uint8-like images (N, C, H, W) and integer labels, validation held out of train."""
     x_train, y_train, x_val, y_val = hold_out(*train, val_fraction, split_seed, stratify=True)
 
-    def tensors(x: np.ndarray, y: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+    def tensors(x: np.ndarray, y: np.ndarray) -> InMemory:
         images = torch.from_numpy(x.astype(np.float32)).div_(max_value)  # astype copies: IDX arrays are read-only
-        return images, torch.from_numpy(np.asarray(y).astype(np.int64))
+        return InMemory(images, torch.from_numpy(np.asarray(y).astype(np.int64)))
 
     train_t = tensors(x_train, y_train)
-    mean = train_t[0].mean(dim=(0, 2, 3))
-    std = train_t[0].std(dim=(0, 2, 3)).clamp_min(1e-6)
+    mean = train_t.x.mean(dim=(0, 2, 3))
+    std = train_t.x.std(dim=(0, 2, 3)).clamp_min(1e-6)
     return DataSplits(
         train=train_t,
         val=tensors(x_val, y_val),

@@ -6,7 +6,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from dlx.data import DataSplits, hold_out, image_splits
+from dlx.data import DataSplits, InMemory, hold_out, image_splits
 
 
 def load_digits(val_fraction: float = 0.1, test_fraction: float = 0.2, split_seed: int = 0) -> DataSplits:
@@ -62,9 +62,9 @@ def tabular_splits(
             return torch.from_numpy((a - y_mean) / y_std).float().unsqueeze(1)
 
     return DataSplits(
-        train=(features(x_train), targets(y_train)),
-        val=(features(x_val), targets(y_val)),
-        test=(features(x_test), targets(y_test)),
+        train=InMemory(features(x_train), targets(y_train)),
+        val=InMemory(features(x_val), targets(y_val)),
+        test=InMemory(features(x_test), targets(y_test)),
         task="classification" if classification else "regression",
         class_names=class_names or [],
     )

@@ -3,7 +3,7 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
-from dlx.data import DataSplits, hold_out
+from dlx.data import DataSplits, InMemory, hold_out
 
 
 def load_synthetic(
@@ -24,8 +24,8 @@ def load_synthetic(
     x_rest, y_rest, x_test, y_test = hold_out(x, labels, test_fraction, split_seed, stratify=False)
     x_train, y_train, x_val, y_val = hold_out(x_rest, y_rest, val_fraction, split_seed, stratify=False)
 
-    def tensors(a: np.ndarray, b: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
-        return torch.from_numpy(a), torch.from_numpy(b).long()
+    def tensors(a: np.ndarray, b: np.ndarray) -> InMemory:
+        return InMemory(torch.from_numpy(a), torch.from_numpy(b).long())
 
     images = len(shape) == 3
     return DataSplits(

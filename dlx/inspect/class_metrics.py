@@ -31,7 +31,8 @@ def predict_split(evaluated: Evaluated) -> tuple[torch.Tensor, torch.Tensor]:
     was_training = model.training
     model.eval()
     batches = []
-    for x in evaluated.x.split(evaluated.batch_size):
+    size, count = evaluated.batch_size, evaluated.samples
+    for x, _ in evaluated.split.batches([slice(begin, min(begin + size, count)) for begin in range(0, count, size)]):
         with evaluated.mixed_precision:
             batches.append(model(x).float())
     model.train(was_training)
@@ -45,7 +46,7 @@ def class_report(evaluated: Evaluated, worst: int = 0) -> ClassReport:
     from sklearn.metrics import confusion_matrix, precision_recall_fscore_support
 
     probs, predicted = predict_split(evaluated)
-    y = evaluated.y.cpu()
+    y = evaluated.split.labels()[: evaluated.samples].cpu()
     names = evaluated.class_names
     labels = list(range(len(names)))
     precision, recall, f1, support = precision_recall_fscore_support(y.numpy(), predicted.numpy(), labels=labels,
@@ -65,10 +66,16 @@ def class_report(evaluated: Evaluated, worst: int = 0) -> ClassReport:
 def class_figures(report: ClassReport, evaluated: Evaluated) -> dict[str, Any]:
     """{"confusion_matrix": figure, "worst": figure of the worst examples, for images only}."""
     figures = {"confusion_matrix": confusion_figure(report.confusion_matrix, report.class_names)}
-    images = evaluated.images
-    if report.worst and images.dim() == 4 and images.shape[1] in (1, 3):
-        figures["worst"] = examples_figure(images[[row["index"] for row in report.worst]], report.worst)
+    if report.worst and is_image(evaluated):
+        index = torch.tensor([row["index"] for row in report.worst])
+        images, _ = next(evaluated.raw.batches([index]))
+        figures["worst"] = examples_figure(images, report.worst)
     return figures
+
+
+def is_image(evaluated: Evaluated) -> bool:
+    shape = evaluated.raw.sample_shape
+    return len(shape) == 3 and shape[0] in (1, 3)
 
 
 def confusion_figure(matrix: list[list[int]], names: list[str]) -> Any:
@@ -128,7 +135,7 @@ def class_details(evaluated: Evaluated, checkpoint: Path, split: str, out_dir: P
         if out_dir is not None:
             raise
         warnings.append(f"{err} (The PNGs were not saved; the tables hold the same numbers.)")
-    if report.worst and "worst" not in report.files and evaluated.images.dim() != 4:
+    if report.worst and "worst" not in report.files and not is_image(evaluated):
         warnings.append("--worst: these inputs are not images, so they are listed but not drawn.")
     return report, warnings
 

@@ -10,10 +10,11 @@ import torch
 from dlx.config.checks import check_config
 from dlx.config.explain import explain_omegaconf_error
 from dlx.config.trust import trusted_config
+from dlx.data import Split
 from dlx.errors import DlxError
 from dlx.inspect.rebuild import load_weights
 from dlx.store.checkpoint import load_checkpoint
-from dlx.train.build import build_data, build_model, build_task, fill_derived
+from dlx.train.build import build_data, build_loading, build_model, build_task, fill_derived
 from dlx.train.evaluate import autocast, evaluate
 from dlx.train.setup import resolve_device
 from dlx.train.state import Schedule
@@ -28,9 +29,9 @@ class Evaluated:
 
     model: torch.nn.Module
     task: Task
-    x: torch.Tensor  # the evaluated inputs as the model sees them, on the device
-    y: torch.Tensor
-    images: torch.Tensor  # the same inputs as the data set gives them (pixels in [0, 1]), on the CPU
+    split: Split  # the evaluated split as the model sees it, on the device
+    raw: Split  # the same split as the data set gives it (pixels in [0, 1]), on the CPU
+    samples: int  # evaluated: the first `samples` of the split (all, but for smoke runs)
     class_names: list[str]
     batch_size: int
     mixed_precision: AbstractContextManager
@@ -63,15 +64,14 @@ def evaluate_checkpoint(path: Path, overrides: list[str], split: str, allow: lis
     model = build_model(cfg)
     load_weights(model, checkpoint, path)
     model.to(device)
-    x, y = getattr(prepare(data, task.inputs, device), split)
-    max_batches = Schedule.plan(cfg.trainer, len(data.train[0])).max_eval_batches
+    prepared = prepare(data, task.inputs, device, build_loading(cfg.trainer)).split(split)
+    max_batches = Schedule.plan(cfg.trainer, len(data.train)).max_eval_batches
     mixed_precision = autocast(device, cfg.trainer.get("precision", "32"))
-    metrics = evaluate(model, task, x, y, cfg.trainer.eval_batch_size, max_batches, mixed_precision)
+    metrics = evaluate(model, task, prepared, cfg.trainer.eval_batch_size, max_batches, mixed_precision)
     if not metrics:
         raise DlxError(f"The {split} split of this data set is empty (dataset.val_fraction=0?). Evaluate another split.")
-    info = {"checkpoint": str(path), "split": split, "samples": min(len(x), max_batches * cfg.trainer.eval_batch_size)
-            if max_batches else len(x), "step": checkpoint["state"]["step"], "model": cfg.model._target_,
-            "dataset": cfg.dataset._target_, "device": device}
-    n = info["samples"]
-    return metrics, info, Evaluated(model, task, x[:n], y[:n], getattr(data, split)[0][:n], data.class_names,
+    samples = min(len(prepared), max_batches * cfg.trainer.eval_batch_size) if max_batches else len(prepared)
+    info = {"checkpoint": str(path), "split": split, "samples": samples, "step": checkpoint["state"]["step"],
+            "model": cfg.model._target_, "dataset": cfg.dataset._target_, "device": device}
+    return metrics, info, Evaluated(model, task, prepared, data.split(split), samples, data.class_names,
                                     cfg.trainer.eval_batch_size, mixed_precision)

@@ -4,11 +4,21 @@ written: the file, run by onnxruntime or reloaded by torch.jit.load, must give t
 What the exported model takes and gives (the batch size is free):
 - a model of images takes raw pixels in [0, 1], (batch, C, H, W): the training normalisation (the training
   split's per-channel mean and std) is inside the graph, so users feed images as they load them;
-- a model of tabular data takes the features as dlx's data set gives them (standardised by its loader);
+- a model trained on a table (dataset=table) takes its rows as numbers, (batch, inputs): first each numeric
+  column as it is in the file, NaN where missing, then each categorical column one-hot over the training
+  categories (its missing category too, where training had one; all zeros for a category training never saw),
+  as the list `inputs` of the JSON file written beside the export (MODEL.preprocessing.json: the categories, means
+  and standard deviations) orders them. The graph does the rest as training did: it standardises the numbers with
+  the training mean and std, sets missing ones to the mean and their indicators to 1. So the numeric encoding
+  travels inside the model, and the categorical encoding, which needs strings, is a lookup in the JSON. A
+  regression gives its predictions in the target's own units (the training standardisation undone in the graph);
+- a model of another tabular data set takes the features as dlx's data set gives them (standardised by its
+  loader);
 - a classifier gives logits (batch, classes), softmax them for probabilities (a binary model trained with a
   sigmoid loss gives one logit, of class 1); a regressor gives its predictions;
 - a GAN exports its generator: noise (batch, noise_dim) in, images (batch, C, H, W) in [0, 1] out.
-The file records this, the class names and the checkpoint it came from as metadata.
+The file records this, the class names and the checkpoint it came from as metadata (and for a table, the
+encoding, as the JSON file beside it holds it).
 """
 
 import json
@@ -25,6 +35,7 @@ from torch import nn
 from dlx import __version__
 from dlx.errors import DlxError, check_writable, did_you_mean, require
 from dlx.inspect.rebuild import Rebuilt, raw_input_model, rebuild_model
+from dlx.store.files import write_json_atomically
 
 FORMATS = {"onnx": ".onnx", "torchscript": ".pt"}
 # Another runtime may sum in another order: float32 outputs then differ by about 1e-6; 1e-4 is a real difference.
@@ -42,6 +53,7 @@ class Exported:
     metadata: dict[str, str]
     max_difference: float  # the largest difference from the checkpoint's outputs on the checked inputs
     checked_inputs: int
+    encoding: Path | None = None  # a table's: the JSON file of its inputs, categories and statistics
 
 
 def export_checkpoint(checkpoint: Path, fmt: str, out: Path | None, allow: list[str],
@@ -53,10 +65,14 @@ def export_checkpoint(checkpoint: Path, fmt: str, out: Path | None, allow: list[
         for module in ("onnx", "onnxruntime", "onnxscript"):  # onnxscript: torch's ONNX exporter builds with it
             require(module, "export", "dlx export --format onnx")
     rebuilt = rebuild_model(checkpoint, allow, config_dirs)
-    model = raw_input_model(rebuilt, "export")
+    preprocessing = None if rebuilt.is_gan else rebuilt.data("export").get("preprocessing")
+    model = raw_input_model(rebuilt, "export") if preprocessing is None else table_model(rebuilt.model, preprocessing)
     example, input_name, input_shape, output_name, metadata = describe(rebuilt, model)
     out = out or checkpoint.with_suffix(FORMATS[fmt])
     check_writable(out)
+    encoding = None if preprocessing is None else out.with_name(f"{out.stem}.preprocessing.json")
+    if encoding is not None:
+        check_writable(encoding)
     # Written beside `out` and renamed into place once checked: a file that fails the check is never left there.
     temporary = out.with_name(f".{out.name}.{os.getpid()}.tmp")
     try:
@@ -67,13 +83,91 @@ def export_checkpoint(checkpoint: Path, fmt: str, out: Path | None, allow: list[
             write_torchscript(model, example(2), temporary, metadata)
             run = torchscript_runner(temporary)
         difference = check_same_outputs(model, run, [example(n) for n in CHECK_BATCHES], fmt)
+        if encoding is not None:
+            write_json_atomically(encoding, json.loads(metadata["dlx.preprocessing"]))
         os.replace(temporary, out)
     finally:
         temporary.unlink(missing_ok=True)
-    return Exported(out, fmt, input_name, input_shape, output_name, metadata, difference, sum(CHECK_BATCHES))
+    return Exported(out, fmt, input_name, input_shape, output_name, metadata, difference, sum(CHECK_BATCHES),
+                    encoding)
 
 
-def describe(rebuilt: Rebuilt, model: nn.Module) -> tuple[Callable[[int], torch.Tensor], str, list[Any], str, dict[str, str]]:
+class TableInputs(nn.Module):
+    """A table's rows as the export takes them, (B, numbers + one-hot), to the feature vector the model was
+    trained on, (B, numbers + indicators + one-hot), as dlx.data.table.encode_arrays makes it: the numbers
+    standardised with the training mean and std, a missing one (NaN) set to 0 (the training mean) and, in the
+    columns that had missing values in training, its indicator set to 1."""
+
+    mean: torch.Tensor
+    std: torch.Tensor
+    flagged: torch.Tensor
+
+    def __init__(self, preprocessing: dict[str, Any]) -> None:
+        super().__init__()
+        numeric = preprocessing["numeric"]
+        self.numbers = len(numeric)
+        self.register_buffer("mean", torch.tensor([c["mean"] for c in numeric], dtype=torch.float32))
+        self.register_buffer("std", torch.tensor([c["std"] for c in numeric], dtype=torch.float32))
+        self.register_buffer("flagged", torch.tensor([j for j, c in enumerate(numeric) if c["missing"]],
+                                                     dtype=torch.long))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.numbers == 0:
+            return x
+        numbers = x[:, :self.numbers]
+        missing = torch.isnan(numbers)
+        parts = [torch.where(missing, torch.zeros_like(numbers), (numbers - self.mean) / self.std)]
+        if len(self.flagged):
+            parts.append(missing[:, self.flagged].to(x.dtype))
+        return torch.cat([*parts, x[:, self.numbers:]], dim=1)
+
+
+class TargetUnits(nn.Module):
+    """Standardised predictions (B, 1) back in the target's own units: y * std + mean of the training rows."""
+
+    def __init__(self, mean: float, std: float) -> None:
+        super().__init__()
+        self.mean, self.std = mean, std
+
+    def forward(self, y: torch.Tensor) -> torch.Tensor:
+        return y * self.std + self.mean
+
+
+def table_model(model: nn.Module, preprocessing: dict[str, Any]) -> nn.Module:
+    """A model trained on a table, taking rows as export_inputs() orders them, giving logits or, for a
+    regression, predictions in the target's units."""
+    layers = [TableInputs(preprocessing), model]
+    if preprocessing["task"] == "regression":
+        layers.append(TargetUnits(preprocessing["target_mean"], preprocessing["target_std"]))
+    return nn.Sequential(*layers).eval()
+
+
+def export_inputs(preprocessing: dict[str, Any]) -> list[str]:
+    """The names of the exported model's inputs: the numeric columns, then each categorical one's categories
+    (the model's own feature vector without the missing indicators, which the graph computes)."""
+    numbers = len(preprocessing["numeric"])
+    indicators = sum(c["missing"] for c in preprocessing["numeric"])
+    return preprocessing["features"][:numbers] + preprocessing["features"][numbers + indicators:]
+
+
+def table_encoding(preprocessing: dict[str, Any], class_names: list[str], output: str) -> dict[str, Any]:
+    """What the JSON beside a table's export holds: how to make its inputs from a row, and what it gives."""
+    return {"inputs": export_inputs(preprocessing),
+            "how": ("One row of numbers per table row, in the order of `inputs`: each numeric column's value (NaN "
+                    "where missing; the model standardises it with `mean` and `std` and fills in missing values "
+                    "itself), then for each categorical column a 1 in the input of its category and 0 in the "
+                    "others (the value as text: whole numbers without a decimal point, booleans as True or False; "
+                    "a missing value is the category (missing) where the column has one; a category not listed "
+                    "gets all zeros)."),
+            "output": output, "class_names": class_names, **preprocessing}
+
+
+# What describe() gives: inputs to trace and check with (of the batch size), input name, its shape, output name,
+# and the metadata.
+Description = tuple[Callable[[int], torch.Tensor], str, list[Any], str, dict[str, str]]
+
+
+def describe(rebuilt: Rebuilt, model: nn.Module) -> Description:
     """Inputs to trace and check with (a function of the batch size, seeded), the names and shape of the
     exported model's input and output, and the metadata the file records."""
     metadata = {"dlx.checkpoint": str(rebuilt.path), "dlx.step": str(rebuilt.checkpoint["state"]["step"]),
@@ -86,6 +180,9 @@ def describe(rebuilt: Rebuilt, model: nn.Module) -> tuple[Callable[[int], torch.
         return (lambda n: gan.sample_noise(n, torch.Generator().manual_seed(n)), "noise", ["batch", gan.noise_dim],
                 "images", metadata)
     data = rebuilt.data("export")
+    preprocessing = data.get("preprocessing")
+    if preprocessing is not None:
+        return describe_table(model, preprocessing, data["class_names"], metadata)
     shape = data["input_shape"]
     images = data.get("pixel_mean") is not None
     classes = data.get("class_names") or []
@@ -106,15 +203,50 @@ def describe(rebuilt: Rebuilt, model: nn.Module) -> tuple[Callable[[int], torch.
         outputs = model(example(1)).shape[1]
     if data["task"] == "classification":
         metadata["dlx.class_names"] = json.dumps(classes)
-        metadata["dlx.output"] = ("logits of class 1, shape (batch, 1): their sigmoid is its probability" if outputs == 1
-                                  else f"logits, shape (batch, {outputs}): their softmax gives the class probabilities")
-        metadata["dlx.output"] += "; the metadata entry dlx.class_names names the classes"
+        metadata["dlx.output"] = logits_description(outputs)
     else:
         metadata["dlx.output"] = (f"predictions, shape (batch, {outputs}), in the standardised units the model "
                                   "was trained on")
 
     return (example, "pixels" if images else "features", ["batch", *shape],
             "logits" if data["task"] == "classification" else "predictions", metadata)
+
+
+def logits_description(outputs: int) -> str:
+    text = ("logits of class 1, shape (batch, 1): their sigmoid is its probability" if outputs == 1
+            else f"logits, shape (batch, {outputs}): their softmax gives the class probabilities")
+    return text + "; the metadata entry dlx.class_names names the classes"
+
+
+def describe_table(model: nn.Module, preprocessing: dict[str, Any], class_names: list[str],
+                   metadata: dict[str, str]) -> Description:
+    """describe() for a model trained on a table: rows in, with missing numbers among the checked inputs."""
+    inputs = export_inputs(preprocessing)
+    numbers = len(preprocessing["numeric"])
+    categorical = ", ".join(f"{c['name']} ({len(c['categories']) + c['missing']})"
+                            for c in preprocessing["categorical"])
+    metadata["dlx.input"] = (f"table rows, shape (batch, {len(inputs)}): {numbers} numeric column(s) as numbers, "
+                             "NaN where missing (standardised and filled in by the model as training did)"
+                             + (f", then one-hot categories of {categorical}" if categorical else "")
+                             + "; the JSON file beside the export lists the inputs in order")
+
+    def example(n: int) -> torch.Tensor:
+        generator = torch.Generator().manual_seed(n)
+        x = torch.randn((n, len(inputs)), generator=generator) * 2
+        missing = torch.rand((n, numbers), generator=generator) < 0.25
+        x[:, :numbers][missing] = float("nan")  # the graph's imputation is checked too
+        return x
+
+    if preprocessing["task"] == "classification":
+        with torch.inference_mode():
+            outputs = model(example(1)).shape[1]
+        metadata["dlx.class_names"] = json.dumps(class_names)
+        metadata["dlx.output"] = logits_description(outputs)
+    else:
+        metadata["dlx.output"] = f"predictions of {preprocessing['target']}, shape (batch, 1), in its own units"
+    metadata["dlx.preprocessing"] = json.dumps(table_encoding(preprocessing, class_names, metadata["dlx.output"]))
+    name = "logits" if preprocessing["task"] == "classification" else "predictions"
+    return example, "rows", ["batch", len(inputs)], name, metadata
 
 
 def write_onnx(model: nn.Module, example: torch.Tensor, path: Path, input_name: str, output_name: str,
@@ -190,5 +322,7 @@ def print_exported(exported: Exported, checkpoint: Path) -> None:
     print(f"Exported {checkpoint} to {exported.path} ({'ONNX' if exported.format == 'onnx' else 'TorchScript'}).\n"
           f"  input  {exported.input_name}: {exported.metadata['dlx.input']}\n"
           f"  output {exported.output_name}: {exported.metadata['dlx.output']}\n"
+          + (f"  encoding {exported.encoding}: the inputs in order, the categories, means and standard deviations\n"
+             if exported.encoding else "") +
           f"Checked: run by {checker}, the file gives the checkpoint's outputs on {exported.checked_inputs} inputs "
           f"(largest difference {exported.max_difference:.2g}, tolerance {ATOL:g}).")

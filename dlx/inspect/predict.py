@@ -1,22 +1,36 @@
-"""`dlx predict`: a trained classifier on the user's own image files; `dlx sample`: new images from a GAN.
+"""`dlx predict`: a trained classifier on the user's own image files, or a model trained on a table
+(dataset=table) on new rows; `dlx sample`: new images from a GAN.
 
-An image is prepared as the training data was: converted to grey or colour to match the model's channels,
-resized to the training input size, scaled to [0, 1] and normalised with the training split's per-channel
-mean and standard deviation, which the checkpoint records.
+An image is prepared as the training data was: read as image folders are (dlx.data.images: EXIF orientation,
+16-bit, transparency), in grey or colour to match the model's channels, resized to the training size, scaled
+to [0, 1] and normalised with the training split's per-channel mean and standard deviation, which the
+checkpoint records.
+
+A table's rows are encoded by dlx.data.table.encode_rows with the record of the training encoding the checkpoint
+keeps (means, standard deviations, categories): no access to the training file is needed. The rows are written
+back with a `prediction` column (the class, or the value in the target's own units) and, for a classifier, one
+`probability_<class>` column per class; every column of the input is carried over unchanged (from a text file
+to a text file, each cell as it was written). A category that training never saw is encoded as all zeros (none
+of the known categories), and a warning counts such rows per column.
 """
 
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 
+from dlx.data.images import IMAGE_SUFFIXES, read_image
 from dlx.errors import DlxError, check_writable
-from dlx.inspect.rebuild import raw_input_model, rebuild_model, run_folder_of
+from dlx.inspect.rebuild import Rebuilt, raw_input_model, rebuild_model, run_folder_of
 from dlx.train.tasks import Adversarial
 
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff")
+if TYPE_CHECKING:
+    from dlx.data.table import Encoded
+
 BATCH = 256
+TABLE_BATCH = 65536  # rows per forward pass: (65536, features) floats, a few MiB per hundred inputs
 
 
 def probabilities(logits: torch.Tensor) -> torch.Tensor:
@@ -47,28 +61,16 @@ def image_files(inputs: list[Path]) -> list[Path]:
 
 def load_image(path: Path, input_shape: list[int]) -> torch.Tensor:
     """One image file as the training images were: (C, H, W) float32 in [0, 1], grey or RGB as the model's
-    channels, resized to the training size."""
-    from PIL import Image, UnidentifiedImageError
-
+    channels, resized to the training size, read as image folders are (dlx.data.images)."""
     channels, height, width = input_shape
-    try:
-        with Image.open(path) as opened:
-            image = opened.convert("L" if channels == 1 else "RGB")
-    except (UnidentifiedImageError, OSError, ValueError) as err:
-        raise DlxError(f"{path} is not an image file that Pillow can read ({err}). dlx predict takes PNG and JPEG "
-                       "files (and the other formats Pillow reads).") from err
-    if image.size != (width, height):
-        # Shrinking averages the area under each new pixel (as scikit-learn's digits were made from 32x32
-        # bitmaps, and as OpenCV's INTER_AREA does); enlarging interpolates bilinearly.
-        shrinking = image.width >= width and image.height >= height
-        image = image.resize((width, height), Image.Resampling.BOX if shrinking else Image.Resampling.BILINEAR)
-    pixels = torch.from_numpy(np.asarray(image, dtype=np.float32) / 255.0)
-    return pixels.unsqueeze(0) if channels == 1 else pixels.permute(2, 0, 1)  # (H, W) or (H, W, 3) -> (C, H, W)
+    return torch.from_numpy(read_image(path, channels, height, width)).float().div_(255.0)
 
 
-def predict(checkpoint: Path, inputs: list[Path], top_k: int, allow: list[str],
-            config_dirs: list[Path]) -> list[dict[str, Any]]:
-    """For each image file: the predicted class, its probability, and the top_k classes with theirs."""
+def predict(checkpoint: Path, inputs: list[Path], top_k: int, allow: list[str], config_dirs: list[Path],
+            out: Path | None = None) -> "list[dict[str, Any]] | TablePredictions":
+    """A model of images: for each image file, the predicted class, its probability, and the top_k classes
+    with theirs. A model trained on a table (the checkpoint records its encoding): the rows of the one table
+    file named, with their predictions, written to `out` (see predict_rows)."""
     if top_k < 1:
         raise DlxError(f"--top-k {top_k}: give a number of classes of 1 or more.")
     rebuilt = rebuild_model(checkpoint, allow, config_dirs)
@@ -76,15 +78,27 @@ def predict(checkpoint: Path, inputs: list[Path], top_k: int, allow: list[str],
         raise DlxError(f"{checkpoint} holds a GAN, which generates images rather than classifying them. Draw new "
                        f"samples with: dlx sample {checkpoint} -n 64 --out grid.png")
     data = rebuilt.data("predict")
+    if data.get("preprocessing") is not None:
+        return predict_rows(rebuilt, data, inputs, out)
+    if out is not None:
+        raise DlxError(f"--out {out}: dlx predict writes a file for the rows of a table, but {checkpoint} holds a "
+                       "model of images, whose predictions are printed (--json prints them as JSON).")
+    return classify_images(rebuilt, data, inputs, top_k)
+
+
+def classify_images(rebuilt: Rebuilt, data: dict[str, Any], inputs: list[Path], top_k: int) -> list[dict[str, Any]]:
+    checkpoint = rebuilt.path
     shape = data["input_shape"]
     if data["task"] != "classification":
         raise DlxError(f"{checkpoint} holds a regression model: dlx predict gives the classes of a classifier. "
                        f"`dlx export {checkpoint} --format onnx` exports it to compute its predictions elsewhere.")
     if data.get("pixel_mean") is None or len(shape) != 3:
         raise DlxError(f"{checkpoint} was trained on tabular features (input shape {shape}), not images: dlx "
-                       "predict takes image files. `dlx export` exports the model to run on your own features.")
+                       "predict takes image files, or table files for models trained with dataset=table. "
+                       "`dlx export` exports the model to run on your own features.")
     if shape[0] not in (1, 3):
         raise DlxError(f"{checkpoint} takes images with {shape[0]} channels; image files hold 1 (grey) or 3 (RGB).")
+    refuse_tables(inputs, checkpoint)
     files = image_files(inputs)
     x = torch.stack([load_image(path, shape) for path in files])  # (N, C, H, W) in [0, 1]
     model = raw_input_model(rebuilt, "predict")
@@ -100,6 +114,117 @@ def predict(checkpoint: Path, inputs: list[Path], top_k: int, allow: list[str],
              "probability": float(value[0]),
              "top_k": [{"class": names[int(i)], "probability": float(v)} for v, i in zip(value, index)]}
             for path, value, index in zip(files, values, indices)]
+
+
+def refuse_tables(inputs: list[Path], checkpoint: Path) -> None:
+    """A table file given to a model of images: say so, rather than that it is not an image."""
+    odd = [path for path in inputs if path.is_file() and path.suffix.lower() not in IMAGE_SUFFIXES]
+    if odd:
+        from dlx.data.table import is_table_file  # pandas only for the files that are not images
+
+        tables = [path for path in odd if is_table_file(path)]
+        if tables:
+            raise DlxError(f"{tables[0]} is a table, but {checkpoint} holds a model of images: dlx predict takes "
+                           "image files (or folders of them) for it. Tables are for models trained with "
+                           "dataset=table.")
+
+
+@dataclass
+class TablePredictions:
+    rows: Path  # the file of rows read
+    out: Path  # the file written: those rows, with the added columns
+    count: int
+    added: list[str]  # the columns added: prediction, then probability_<class> for each class
+    warnings: list[str] = field(default_factory=list)
+
+
+def predict_rows(rebuilt: Rebuilt, data: dict[str, Any], inputs: list[Path], out: Path | None) -> TablePredictions:
+    """The rows of one table file with the model's predictions, written to `out` (by default
+    RUN/predictions/<the file's name>, in the format of its suffix): the columns of the input unchanged, then
+    `prediction` and, for a classifier, `probability_<class>` for each class."""
+    from dlx.data.table import encode_rows, read_table, table_format, write_table
+
+    checkpoint = rebuilt.path
+    preprocessing = data["preprocessing"]
+    if len(inputs) != 1 or not inputs[0].is_file():
+        given = ", ".join(map(str, inputs))
+        raise DlxError(f"{checkpoint} was trained on a table ({preprocessing['source']}): give dlx predict one "
+                       f"CSV, TSV or Parquet file of rows (given: {given}"
+                       + (", which is not a file" if len(inputs) == 1 else "") + ").")
+    rows = inputs[0]
+    out = out or run_folder_of(checkpoint) / "predictions" / rows.name
+    check_output(rows, out)
+    # Text rows are read as the training file was: with its dataset.sep (a ';'-separated .csv), else by suffix.
+    frame = read_table(rows, preprocessing["sep"], preprocessing["na_values"])
+    encoded = encode_rows(frame, preprocessing, rows)
+    if data["input_shape"] != [encoded.x.shape[1]]:
+        raise DlxError(f"{checkpoint} is damaged or was altered: its model takes {data['input_shape']} inputs, its "
+                       f"table encoding gives {encoded.x.shape[1]}. Use another checkpoint.")
+    with torch.inference_mode():
+        outputs = torch.cat([rebuilt.model(batch) for batch in torch.from_numpy(encoded.x).split(TABLE_BATCH)])
+    added = prediction_columns(outputs, data, checkpoint)
+    clashing = [name for name in added if name in frame.columns]
+    if clashing:
+        raise DlxError(f"{rows} already has a column {clashing[0]}, the name of a column dlx predict adds. Rename "
+                       "or remove it (a file of earlier predictions? predict on the rows alone).")
+    # From text to text, the cells are carried over as written (1.50 stays 1.50, 007 stays 007, NA stays NA), not
+    # as pandas reads them; into Parquet, with the types read.
+    as_written = table_format(rows, preprocessing["sep"])[0] == table_format(out, None)[0] == "text"
+    carried = read_table(rows, preprocessing["sep"], as_text=True) if as_written else frame
+    write_table(carried.assign(**added), out)
+    return TablePredictions(rows, out, len(frame), list(added), encoding_warnings(encoded, rows))
+
+
+def check_output(rows: Path, out: Path) -> None:
+    from dlx.data.table import table_format
+
+    table_format(out, None)  # a DlxError unless the suffix names a format dlx writes
+    if out.exists() and out.resolve() == rows.resolve():
+        raise DlxError(f"--out {out} is the file of rows being read: dlx predict does not overwrite its input. "
+                       "Pass another --out.")
+    check_writable(out)
+
+
+def prediction_columns(outputs: torch.Tensor, data: dict[str, Any], checkpoint: Path) -> dict[str, Any]:
+    """{"prediction": ..., "probability_<class>": ...}: the class and its probabilities for a classifier, the
+    value in the target's own units (the training standardisation undone) for a regression."""
+    preprocessing = data["preprocessing"]
+    if data["task"] == "regression":
+        if outputs.shape[1] != 1:
+            raise DlxError(f"{checkpoint} is damaged or was altered: its model gives {outputs.shape[1]} outputs "
+                           f"for the one target {preprocessing['target']}. Use another checkpoint.")
+        values = outputs[:, 0].double().numpy()
+        return {"prediction": values * preprocessing["target_std"] + preprocessing["target_mean"]}
+    probs = probabilities(outputs)
+    names = data["class_names"]
+    if probs.shape[1] != len(names):
+        raise DlxError(f"{checkpoint} names {len(names)} classes but its model gives {probs.shape[1]} outputs: the "
+                       "file is damaged or was altered. Use another checkpoint.")
+    columns: dict[str, Any] = {"prediction": np.asarray(names, dtype=object)[probs.argmax(dim=1).numpy()]}
+    columns |= {f"probability_{name}": probs[:, i].double().numpy() for i, name in enumerate(names)}
+    return columns
+
+
+def encoding_warnings(encoded: "Encoded", rows: Path) -> list[str]:
+    """One line for the categories training never saw (encoded as all zeros), counted per column, and one
+    for the numbers missing in columns that had no missing values in training (the training mean)."""
+    lines = []
+    if encoded.unseen:
+        counts = ", ".join(f"{name} {count:,} (e.g. {encoded.unseen_examples[name]!r})"
+                           for name, count in encoded.unseen.items())
+        lines.append(f"{rows}: rows with a category the training rows do not have, encoded as none of the known "
+                     f"categories (all zeros), per column: {counts}")
+    if encoded.new_missing:
+        counts = ", ".join(f"{name} {count:,}" for name, count in encoded.new_missing.items())
+        lines.append(f"{rows}: missing numbers in columns that had none in training, read as the training mean, "
+                     f"per column: {counts}")
+    return lines
+
+
+def print_table_predictions(written: TablePredictions, checkpoint: Path) -> None:
+    rows = f"{written.count:,} row{'s' * (written.count != 1)}"
+    print(f"{written.out}: {rows} of {written.rows} with the predictions of {checkpoint} "
+          f"(added columns: {', '.join(written.added)})")
 
 
 def print_predictions(predictions: list[dict[str, Any]], checkpoint: Path) -> None:

@@ -51,7 +51,8 @@ class Rebuilt:
 
     def data(self, command: str) -> dict[str, Any]:
         """What the checkpoint records of its training data: task, input_shape, class_names, pixel_mean and
-        pixel_std (None for tabular data). Checkpoints of dlx before this entry have none: a DlxError."""
+        pixel_std (None for tabular data), and for a table (dataset=table) `preprocessing`, its encoding
+        (dlx.data.table). Checkpoints of dlx before this entry have none: a DlxError."""
         data = self.checkpoint.get("data")
         if data is None:
             raise DlxError(f"{self.path} does not record its training data (input size, class names, pixel "
@@ -60,7 +61,8 @@ class Rebuilt:
                            "still works with this checkpoint.")
         if not well_formed(data):
             raise DlxError(f"{self.path} is damaged or was altered: its record of the training data is not the "
-                           "task, input shape, class names and pixel statistics dlx writes. Use another checkpoint.")
+                           "task, input shape, class names and pixel statistics (or table encoding) dlx writes. Use "
+                           "another checkpoint.")
         return data
 
 
@@ -69,10 +71,18 @@ def well_formed(data: Any) -> bool:
     def numbers(value: Any, kind: type | tuple[type, ...]) -> bool:
         return isinstance(value, list) and all(isinstance(v, kind) and not isinstance(v, bool) for v in value)
 
-    return (isinstance(data, dict) and data.get("task") in ("classification", "regression")
+    if not (isinstance(data, dict) and data.get("task") in ("classification", "regression")
             and numbers(data.get("input_shape"), int) and all(v > 0 for v in data["input_shape"])
             and isinstance(data.get("class_names"), list) and all(isinstance(n, str) for n in data["class_names"])
-            and all(data.get(key) is None or numbers(data[key], (int, float)) for key in ("pixel_mean", "pixel_std")))
+            and all(data.get(key) is None or numbers(data[key], (int, float)) for key in ("pixel_mean", "pixel_std"))):
+        return False
+    if data.get("preprocessing") is None:
+        return True
+    from dlx.data.table import well_formed_preprocessing  # pandas, only for the checkpoints of tables
+
+    record = data["preprocessing"]
+    return (well_formed_preprocessing(record) and record["task"] == data["task"]
+            and data["input_shape"] == [len(record["features"])])
 
 
 def rebuild_model(path: Path, allow: list[str], config_dirs: list[Path]) -> Rebuilt:

@@ -1,11 +1,13 @@
 """Files that a crash never leaves half-written: each is written beside its destination, fsynced, and renamed
 over it; and JSON without the NaNs other readers reject."""
 
+import contextlib
 import json
 import math
 import os
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 
 def write_json_atomically(path: Path, value: Any) -> None:
@@ -13,14 +15,24 @@ def write_json_atomically(path: Path, value: Any) -> None:
 
 
 def write_text_atomically(path: Path, text: str) -> None:
-    """Readers see the old file or the new one, never half of it, even after a crash: written beside it (a name
-    of this process's own), flushed to disk, then renamed over it."""
+    with atomic_file(path) as file:
+        file.write(text.encode("utf-8"))
+
+
+@contextlib.contextmanager
+def atomic_file(path: Path) -> Iterator[BinaryIO]:
+    """A file to write `path` through: readers see the old file or the new one, never half of it, even after a
+    crash: written beside it (a name of this process's own), flushed to disk, then renamed over it. An error
+    while writing leaves the old file and no temporary one."""
     temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(temporary, "w", encoding="utf-8") as file:
-        file.write(text)
-        file.flush()
-        os.fsync(file.fileno())
-    os.replace(temporary, path)
+    try:
+        with open(temporary, "wb") as file:
+            yield file
+            file.flush()
+            os.fsync(file.fileno())
+        os.replace(temporary, path)
+    finally:
+        temporary.unlink(missing_ok=True)
 
 
 def fsync_folder(folder: Path) -> None:

@@ -14,7 +14,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 from torch import nn
 
 from dlx.config.checks import locate_target
-from dlx.data import DataSplits
+from dlx.data import DataSplits, InMemory, Loading
 from dlx.errors import DlxError
 from dlx.models.gan import GAN
 from dlx.train.tasks import Task, make_task
@@ -40,21 +40,29 @@ def build_data(cfg: DictConfig) -> DataSplits:
     if not isinstance(data, DataSplits):
         raise DlxError(f"dataset._target_={cfg.dataset._target_} returned {type(data).__name__}, not a "
                        "dlx.data.DataSplits. See 'Bring your own data' in the README.")
-    if len(data.train[0]) == 0:
+    if len(data.train) == 0:
         raise DlxError(f"The training split of {cfg.dataset._target_} is empty; lower dataset.val_fraction.")
     if data.task == "regression":
         for split in ("train", "val", "test"):
-            x, y = getattr(data, split)
-            if y.dim() == 1:  # (N,) against predictions (N, 1) would broadcast to (N, N) in the loss
-                setattr(data, split, (x, y.unsqueeze(1)))
+            part = data.split(split)
+            if isinstance(part, InMemory) and part.y.dim() == 1:
+                # (N,) against predictions (N, 1) would broadcast to (N, N) in the loss
+                setattr(data, split, InMemory(part.x, part.y.unsqueeze(1)))
     if data.task == "classification":
         for split in ("train", "val", "test"):
-            labels = getattr(data, split)[1]
+            labels = data.split(split).labels()
             if len(labels) and not 0 <= labels.min() <= labels.max() < data.num_classes:
                 raise DlxError(f"The {split} labels of {cfg.dataset._target_} run from {labels.min()} to "
                                f"{labels.max()}, but it names {data.num_classes} classes: labels must be class "
                                "indices 0..classes-1 (DataSplits.class_names lists the classes).")
     return data
+
+
+def build_loading(trainer: DictConfig) -> Loading:
+    """How streamed splits are read: trainer.num_workers, pin_memory, persistent_workers, prefetch_factor."""
+    default = Loading()  # for the configs of checkpoints older than these keys
+    return Loading(*(trainer.get(key, getattr(default, key)) for key in
+                     ("num_workers", "pin_memory", "persistent_workers", "prefetch_factor")))
 
 
 def build_task(cfg: DictConfig, data: DataSplits, device: str) -> Task:

@@ -67,9 +67,12 @@ def checkpoint_payload(config: dict[str, Any], model: nn.Module, optimizers: dic
     if rng_per_rank:  # data-parallel: each rank's generators (its dropout masks, its noise), in rank order
         payload["rng_per_rank"] = rng_per_rank
     if data is not None:  # what `dlx predict` and `dlx export` need to prepare new inputs as training did
-        payload["data"] = {
+        record: dict[str, Any] = {
             "task": data.task, "input_shape": data.input_shape, "class_names": [str(c) for c in data.class_names],
             "pixel_mean": None if data.pixel_mean is None else [float(v) for v in data.pixel_mean],
             "pixel_std": None if data.pixel_std is None else [float(v) for v in data.pixel_std],
         }
+        if data.preprocessing is not None:  # plain values: a table's columns, statistics and categories
+            record["preprocessing"] = data.preprocessing
+        payload["data"] = record
     return payload

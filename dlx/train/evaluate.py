@@ -7,6 +7,7 @@ import math
 import torch
 from torch import nn
 
+from dlx.data import Split
 from dlx.parallel.world import World
 from dlx.train.tasks import Task
 
@@ -23,28 +24,27 @@ def autocast(device: str, precision: str) -> contextlib.AbstractContextManager:
 def evaluate(
     model: nn.Module,
     task: Task,
-    x: torch.Tensor,
-    y: torch.Tensor,
+    split: Split,
     batch_size: int,
     max_batches: int | None = None,
     mixed_precision: contextlib.AbstractContextManager | None = None,
     world: World = World(),
 ) -> dict[str, float]:
-    """Mean of each metric over (x, y) (prepared by the task, on the device), in fixed batches, so the same
+    """Mean of each metric over the split (prepared by the task, on the device), in fixed batches, so the same
     weights always give the same numbers.
 
     With several ranks, rank r evaluates batches r, r + world.size, ...; the batches' sums are then added up in
     batch order, as a single process adds them, so that `dlx eval` later finds exactly the same numbers."""
     was_training = model.training
     model.eval()
-    num_batches = math.ceil(len(x) / batch_size)
+    num_batches = math.ceil(len(split) / batch_size)
     if max_batches is not None:
         num_batches = min(num_batches, max_batches)
     names = task.metric_names
     batch_sums: list[torch.Tensor] = []  # (K,) per batch: the sum of each metric over the batch
-    for batch_index in range(world.rank, num_batches, world.size):
-        begin = batch_index * batch_size
-        xb, yb = x[begin : begin + batch_size], y[begin : begin + batch_size]
+    mine = range(world.rank, num_batches, world.size)
+    ranges = [slice(index * batch_size, (index + 1) * batch_size) for index in mine]
+    for batch_index, (xb, yb) in zip(mine, split.batches(ranges)):
         with mixed_precision or contextlib.nullcontext():
             sums = task.eval_batch(model, xb, yb, batch_index)
         # float32: counts stay exact up to 2**24 samples; float64 does not exist on MPS
@@ -58,5 +58,5 @@ def evaluate(
     total = batch_sums[0]
     for row in batch_sums[1:]:
         total = total + row
-    count = min(len(x), num_batches * batch_size)
+    count = min(len(split), num_batches * batch_size)
     return {name: value / count for name, value in zip(names, total.tolist())}

@@ -15,6 +15,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from dlx.data import Batch, Split
 from dlx.errors import DlxError
 from dlx.parallel.world import World
 from dlx.store.metrics import MetricsLog, finite
@@ -35,7 +36,7 @@ def fit(loop: "Loop") -> TrainState:
     The state may come from a checkpoint: training then continues at its step, inside its epoch, in the same
     sample order."""
     loop.model.train()
-    for batch in loop.schedule.batches(loop.state, loop.order_of_epoch):
+    for batch in loop.schedule.batches(loop.state, loop.order_of_epoch, loop.data_train):
         loop.train_step(batch)
         if loop.schedule.is_log_step(loop.state.step):
             loop.log_interval()
@@ -55,8 +56,8 @@ class Loop:
 
     model: nn.Module  # evaluation, checks and checkpoints use the model itself
     task: Task
-    data_train: tuple[torch.Tensor, torch.Tensor]  # prepared by the task, on the device
-    data_val: tuple[torch.Tensor, torch.Tensor]
+    data_train: Split  # prepared by the task: batches as the model sees them, on the device
+    data_val: Split
     schedule: Schedule
     updater: Updater
     checkpoints: CheckpointWriter
@@ -85,18 +86,18 @@ class Loop:
 
     def order_of_epoch(self, epoch: int) -> torch.Tensor:
         """This rank's permutation of the training samples for `epoch`."""
-        order = epoch_order(len(self.data_train[0]), epoch, self.seed, self.device)
+        order = epoch_order(len(self.data_train), epoch, self.seed, self.device)
         return rank_share(order, self.world.rank, self.world.size)
 
-    def train_step(self, index: torch.Tensor) -> None:
-        """One optimizer step (for a GAN, one of each network) on the samples at `index`."""
-        x, y = self.data_train[0][index], self.data_train[1][index]
+    def train_step(self, batch: Batch) -> None:
+        """One optimizer step (for a GAN, one of each network) on one batch."""
+        x, y = batch
         if self.augment:
             x = self.augment(x)
         with self.mixed_precision:
             values = self.task.train_step(self.train_model, x, y, self.updater)
         self.state.step += 1
-        self.meter.add(values, len(index))
+        self.meter.add(values, len(x))
         self.progress.advance(self.state.step)
 
     def log_interval(self) -> None:
@@ -118,7 +119,7 @@ class Loop:
         started = time.perf_counter()
         self.check_finite(weights_too=True)
         self.world.copy_from_main(self.model.buffers())  # batch-norm statistics: rank 0's, which it saves
-        val = evaluate(self.model, self.task, *self.data_val, self.eval_batch_size, self.schedule.max_eval_batches,
+        val = evaluate(self.model, self.task, self.data_val, self.eval_batch_size, self.schedule.max_eval_batches,
                        self.mixed_precision, self.world)
         self.log("val", val, time.perf_counter())
         # `val` holds the same all-reduced numbers on every rank: the decisions below agree.

@@ -25,6 +25,7 @@ from dlx.store.metrics import MetricsLog
 from dlx.train.augment import Augment, build_augment
 from dlx.train.build import (
     build_data,
+    build_loading,
     build_loggers,
     build_model,
     build_optimizers,
@@ -141,16 +142,16 @@ def build_run(cfg: DictConfig, world: World) -> RunParts:
     device = start_run(cfg.trainer, world)
     data = build_data(cfg)
     task = build_task(cfg, data, device)
-    schedule = Schedule.plan(cfg.trainer, len(data.train[0]), world.size)
+    schedule = Schedule.plan(cfg.trainer, len(data.train), world.size)
     fill_derived(cfg, data, task, schedule.total_steps, world.size)
     config = OmegaConf.to_container(cfg, resolve=True)
     model = build_model(cfg).to(device)
     augment = build_augment(cfg.augment, data)
-    data = prepare(data, task.inputs, device)
+    data = prepare(data, task.inputs, device, build_loading(cfg.trainer))
     optimizers = build_optimizers(cfg, task, model)
     schedulers = build_schedulers(cfg, optimizers)
     logger.info(f"{type(model).__name__} with {count_parameters(model):,} parameters on {device}; "
-                f"{len(data.train[0]):,} training, {len(data.val[0]):,} validation, {len(data.test[0]):,} test "
+                f"{len(data.train):,} training, {len(data.val):,} validation, {len(data.test):,} test "
                 f"samples; {schedule.total_steps:,} steps of batch {cfg.trainer.batch_size}"
                 + (f" in each of {world.size} processes" if world.size > 1 else ""))
     return RunParts(device, data, task, model, augment, optimizers, schedulers, schedule, config)  # type: ignore[arg-type]
@@ -252,7 +253,7 @@ def test_best_checkpoint(run_dir: Path, parts: RunParts, cfg: DictConfig, state:
         best = load_checkpoint(path)
         model.load_state_dict(best["model"])
     world.copy_from_main(model.state_dict().values())
-    test = evaluate(model, task, *parts.data.test, cfg.trainer.eval_batch_size, parts.schedule.max_eval_batches,
+    test = evaluate(model, task, parts.data.test, cfg.trainer.eval_batch_size, parts.schedule.max_eval_batches,
                     autocast(parts.device, cfg.trainer.precision), world)
     if world.is_main:
         log.write({"step": state.step, "split": "test", "checkpoint_step": best["state"]["step"], **test})

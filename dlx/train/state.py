@@ -1,9 +1,9 @@
 """Where a run is (TrainState, saved in every checkpoint) and where it is going (Schedule: the batches of each
 epoch, and at which steps to log, validate and save).
 
-Data sets are tensors in memory, batched by index: an epoch is a permutation drawn from (seed, epoch) alone,
-so a run's sample order does not depend on anything else that consumed random numbers, and a resumed run
-continues inside its epoch in the same order.
+Every split is batched by sample index, in memory or streamed from files alike (dlx.data): an epoch is a
+permutation drawn from (seed, epoch) alone, so a run's sample order does not depend on anything else that
+consumed random numbers, and a resumed run continues inside its epoch in the same order.
 """
 
 import math
@@ -13,6 +13,7 @@ from dataclasses import dataclass
 import torch
 from omegaconf import DictConfig
 
+from dlx.data import Batch, Split
 from dlx.errors import DlxError
 
 SMOKE_BATCHES = 2
@@ -62,17 +63,19 @@ class Schedule:
         return cls(steps_per_epoch, total, trainer.eval_every or steps_per_epoch, trainer.log_every, None, batch_size,
                    trainer.checkpoint_every)
 
-    def batches(self, state: TrainState, order_of_epoch: OrderOfEpoch) -> Iterator[torch.Tensor]:
-        """The sample indices of each step from `state` on, to the last step (none for a run that stopped early:
-        its checkpoint resumes to nothing more). The state's position in the epoch
-        advances as each batch is handed out, so that a checkpoint saved after the step counts it done; a new
-        epoch begins once the consumer is through with the last batch of the one before."""
+    def batches(self, state: TrainState, order_of_epoch: OrderOfEpoch, split: Split) -> Iterator[Batch]:
+        """The (x, y) batch of each step from `state` on, to the last step (none for a run that stopped early:
+        its checkpoint resumes to nothing more). The split is asked for the rest of each epoch at once, so that
+        a streamed one reads ahead. The state's position in the epoch advances as each batch is handed out, so
+        that a checkpoint saved after the step counts it done; a new epoch begins once the consumer is through
+        with the last batch of the one before."""
         while state.step < self.total_steps and not state.stopped_early:
             order = order_of_epoch(state.epoch)
-            while state.batch_in_epoch < self.steps_per_epoch:
-                begin = state.batch_in_epoch * self.batch_size
+            starts = range(state.batch_in_epoch * self.batch_size, self.steps_per_epoch * self.batch_size,
+                           self.batch_size)
+            for batch in split.batches([order[begin : begin + self.batch_size] for begin in starts]):
                 state.batch_in_epoch += 1
-                yield order[begin : begin + self.batch_size]
+                yield batch
                 if state.step >= self.total_steps:
                     return
             state.epoch += 1

@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from dlx.data import DataSplits
+from dlx.data import DataSplits, Loading
 from dlx.errors import DlxError
 from dlx.models.gan import GAN
 from dlx.store.metrics import MetricsLog
@@ -31,14 +31,13 @@ Sums = dict[str, torch.Tensor]
 Wrap = Callable[[nn.Module], nn.Module]
 
 
-def prepare(data: DataSplits, inputs: Callable[[torch.Tensor], torch.Tensor], device: str) -> DataSplits:
-    """The data as the model sees it: every split on the device, its inputs mapped by `inputs` once here
-    rather than batch by batch (the same numbers: the mapping is element-wise)."""
-    def split(pair: tuple[torch.Tensor, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
-        x, y = pair
-        return inputs(x.to(device)), y.to(device)
-
-    return dataclasses.replace(data, train=split(data.train), val=split(data.val), test=split(data.test))
+def prepare(data: DataSplits, inputs: Callable[[torch.Tensor], torch.Tensor], device: str,
+            loading: Loading = Loading()) -> DataSplits:
+    """The data as the model sees it: every split on the device, its inputs mapped by `inputs` (in-memory
+    splits once, streamed ones batch by batch: the same numbers, as the mapping is element-wise)."""
+    return dataclasses.replace(data, train=data.train.prepared(inputs, device, loading),
+                               val=data.val.prepared(inputs, device, loading),
+                               test=data.test.prepared(inputs, device, loading))
 
 
 def pixel_normalizer(data: DataSplits, device: str) -> Callable[[torch.Tensor], torch.Tensor]:

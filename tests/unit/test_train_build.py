@@ -36,8 +36,8 @@ def test_ffn_gets_its_input_shape_and_number_of_outputs(compose: Compose, digits
 
 def test_a_binary_sigmoid_loss_gets_one_output(compose: Compose, digits: DataSplits) -> None:
     # Two classes under BCE: one logit; the task decides num_outputs, fill_derived writes it in.
-    x, y = digits.train
-    two = DataSplits(train=(x, y % 2), val=(digits.val[0], digits.val[1] % 2), test=(digits.test[0], digits.test[1] % 2),
+    x, y = digits.train.x, digits.train.y
+    two = DataSplits(train=(x, y % 2), val=(digits.val.x, digits.val.y % 2), test=(digits.test.x, digits.test.y % 2),
                      class_names=["even", "odd"], pixel_mean=digits.pixel_mean, pixel_std=digits.pixel_std)
     cfg = compose(["model=ffn", "loss=bce"])
     fill_derived(cfg, two, build_task(cfg, two, "cpu"))

@@ -4,11 +4,17 @@ trains no more steps, wherever in the run and in its epoch it stopped."""
 import pytest
 import torch
 
+from dlx.data import InMemory
 from dlx.train.state import Schedule, TrainState
 
 
 def schedule() -> Schedule:
     return Schedule(steps_per_epoch=3, total_steps=9, eval_every=3, log_every=1, max_eval_batches=None, batch_size=4)
+
+
+def numbered_split() -> InMemory:
+    """Ten samples whose inputs are their own indices."""
+    return InMemory(torch.arange(10), torch.zeros(10))
 
 
 def taken(state: TrainState) -> tuple[list[list[int]], list[int]]:
@@ -21,8 +27,8 @@ def taken(state: TrainState) -> tuple[list[list[int]], list[int]]:
         return torch.arange(10)
 
     batches = []
-    for batch in schedule().batches(state, order_of_epoch):
-        batches.append(batch.tolist())
+    for x, _ in schedule().batches(state, order_of_epoch, numbered_split()):
+        batches.append(x.tolist())
         state.step += 1
     return batches, epochs_asked
 
@@ -50,8 +56,8 @@ def test_stopping_early_at_the_end_of_an_epoch_begins_no_next_one() -> None:
     # The loop sets stopped_early at a validation (and breaks); a consumer that goes on gets no new epoch.
     state = TrainState()
     batches = []
-    for batch in schedule().batches(state, lambda epoch: torch.arange(10)):
-        batches.append(batch.tolist())
+    for x, _ in schedule().batches(state, lambda epoch: torch.arange(10), numbered_split()):
+        batches.append(x.tolist())
         state.step += 1
         if state.step == 3:
             state.stopped_early = True

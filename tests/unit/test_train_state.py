@@ -6,6 +6,7 @@ import pytest
 import torch
 from omegaconf import DictConfig
 
+from dlx.data import InMemory
 from dlx.errors import DlxError
 from dlx.train.state import SMOKE_BATCHES, Schedule, TrainState, epoch_order, rank_share
 
@@ -19,11 +20,16 @@ def identity_order(num_samples: int) -> Callable[[int], torch.Tensor]:
     return lambda epoch: torch.arange(num_samples)
 
 
+def numbered_split(num_samples: int) -> InMemory:
+    """A split whose every input is its own sample index, so a batch shows which samples it holds."""
+    return InMemory(torch.arange(num_samples), torch.zeros(num_samples))
+
+
 def run_batches(schedule: Schedule, state: TrainState, num_samples: int) -> list[list[int]]:
     """Consume schedule.batches as the loop does: one optimizer step per batch handed out."""
     taken = []
-    for batch in schedule.batches(state, identity_order(num_samples)):
-        taken.append(batch.tolist())
+    for x, _ in schedule.batches(state, identity_order(num_samples), numbered_split(num_samples)):
+        taken.append(x.tolist())
         state.step += 1
     return taken
 
@@ -125,8 +131,8 @@ def test_batches_draw_each_epochs_order_from_the_epoch_number() -> None:
 
     state = TrainState()
     taken = []
-    for batch in schedule.batches(state, order_of_epoch):
-        taken.append(batch.tolist())
+    for x, _ in schedule.batches(state, order_of_epoch, numbered_split(200)):
+        taken.append(x.tolist())
         state.step += 1
     assert taken == [[0, 1], [2, 3], [100, 101], [102, 103]]
     assert epochs_asked == [0, 1]
@@ -159,8 +165,8 @@ def test_batches_count_a_batch_done_as_soon_as_it_is_handed_out() -> None:
     # A checkpoint saved during the step must not train the same batch again after a resume.
     schedule = plain_schedule(steps_per_epoch=3, total_steps=3, batch_size=1)
     state = TrainState()
-    batches = schedule.batches(state, identity_order(3))
-    assert next(batches).tolist() == [0]
+    batches = schedule.batches(state, identity_order(3), numbered_split(3))
+    assert next(batches)[0].tolist() == [0]
     assert state.batch_in_epoch == 1
 
 
