@@ -8,7 +8,7 @@ from typing import Any, Literal, Protocol
 import numpy as np
 import torch
 
-TaskKind = Literal["classification", "regression"]
+TaskKind = Literal["classification", "regression", "forecasting", "language_model", "seq2seq"]
 Batch = tuple[torch.Tensor, torch.Tensor]
 BatchIndex = torch.Tensor | slice  # the samples of one batch: indices (training) or a range (evaluation)
 Inputs = Callable[[torch.Tensor], torch.Tensor]  # raw inputs -> what the model sees (a task's `inputs`)

@@ -30,8 +30,9 @@ def evaluate(
     mixed_precision: contextlib.AbstractContextManager | None = None,
     world: World = World(),
 ) -> dict[str, float]:
-    """Mean of each metric over the split (prepared by the task, on the device), in fixed batches, so the same
-    weights always give the same numbers.
+    """The split's metrics (prepared by the task, on the device), in fixed batches, so that the same weights always
+    give the same numbers: eval_batch()'s sums over all batches, divided by the number of samples, then summarized
+    by the task (a perplexity from the mean loss, a root mean squared error from the mean squared error).
 
     With several ranks, rank r evaluates batches r, r + world.size, ...; the batches' sums are then added up in
     batch order, as a single process adds them, so that `dlx eval` later finds exactly the same numbers."""
@@ -40,23 +41,25 @@ def evaluate(
     num_batches = math.ceil(len(split) / batch_size)
     if max_batches is not None:
         num_batches = min(num_batches, max_batches)
-    names = task.metric_names
-    batch_sums: list[torch.Tensor] = []  # (K,) per batch: the sum of each metric over the batch
+    names: list[str] = []  # the sums eval_batch() returns, in its order
+    batch_sums: list[torch.Tensor] = []  # (K,) per batch: the sum of each over the batch
     mine = range(world.rank, num_batches, world.size)
     ranges = [slice(index * batch_size, (index + 1) * batch_size) for index in mine]
     for batch_index, (xb, yb) in zip(mine, split.batches(ranges)):
         with mixed_precision or contextlib.nullcontext():
             sums = task.eval_batch(model, xb, yb, batch_index)
+        names = names or list(sums)
         # float32: counts stay exact up to 2**24 samples; float64 does not exist on MPS
         batch_sums.append(torch.stack([sums[name].float() for name in names]))
     model.train(was_training)
     if world.size > 1:
-        shares = world.gather([row.cpu() for row in batch_sums])
-        batch_sums = [shares[index % world.size][index // world.size] for index in range(num_batches)]
+        shares = world.gather((names, [row.cpu() for row in batch_sums]))
+        names = next((share_names for share_names, _ in shares if share_names), names)
+        batch_sums = [shares[index % world.size][1][index // world.size] for index in range(num_batches)]
     if not batch_sums:
         return {}
     total = batch_sums[0]
     for row in batch_sums[1:]:
         total = total + row
     count = min(len(split), num_batches * batch_size)
-    return {name: value / count for name, value in zip(names, total.tolist())}
+    return task.summarize({name: value / count for name, value in zip(names, total.tolist())})

@@ -4,7 +4,8 @@ A task's `inputs` maps raw inputs to what its model sees (normalised pixels, or 
 prepare() applies it to whole splits once. train_step() turns a batch into losses, calls `update(optimizer_name,
 loss)` (dlx.train.step.Updater: backward + step) once per optimizer, and returns the batch's means as 0-dim
 tensors (the loop reads them only when it logs, so there is no host synchronisation per step). eval_batch()
-returns sums over the batch, so that counts such as correct predictions stay exact. training_view() is the
+returns sums over the batch, so that counts such as correct predictions stay exact; summarize() turns their means
+over a split into the metrics reported (the identity, or a perplexity from a mean loss). training_view() is the
 model as train_step() gets it when several processes train it (DistributedDataParallel through `wrap`);
 networks() names what the model summary shows; after_validation() adds to the run folder (a GAN's samples).
 """
@@ -59,7 +60,7 @@ class Task(Protocol):
 
     @property
     def metric_names(self) -> tuple[str, ...]:
-        """The metrics eval_batch() sums, in the order they are logged."""
+        """The metrics summarize() reports, in the order they are logged (what trainer.monitor.metric may name)."""
 
     @property
     def num_outputs(self) -> int | None:
@@ -78,6 +79,9 @@ class Task(Protocol):
     def train_step(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, update: Update) -> Sums: ...
 
     def eval_batch(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_index: int) -> Sums: ...
+
+    def summarize(self, means: dict[str, float]) -> dict[str, float]:
+        """A split's metrics from the means over its samples of what eval_batch() sums."""
 
     def after_validation(self, model: nn.Module, run_dir: Path, step: int, metrics_log: MetricsLog) -> None: ...
 
@@ -98,6 +102,9 @@ class OneNetwork(ABC):
     def after_validation(self, model: nn.Module, run_dir: Path, step: int, metrics_log: MetricsLog) -> None:
         """What the task adds to the run folder after each validation (rank 0): nothing for one network."""
         return  # a deliberate no-op: one network has no samples to draw
+
+    def summarize(self, means: dict[str, float]) -> dict[str, float]:
+        return means  # the means are the metrics: loss, accuracy, mean absolute error
 
     @abstractmethod
     def loss(self, output: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
@@ -236,6 +243,9 @@ class Adversarial:
         g_loss = self.criterion(fake_logits, torch.ones_like(fake_logits))
         n = len(x)
         return {"loss": d_loss * n, "g_loss": g_loss * n, "d_acc": d_correct / 2}
+
+    def summarize(self, means: dict[str, float]) -> dict[str, float]:
+        return means
 
     def after_validation(self, model: nn.Module, run_dir: Path, step: int, metrics_log: MetricsLog) -> None:
         """A grid of samples from the same noise at every validation: RUN/samples/step_NNNNNNN.png."""
