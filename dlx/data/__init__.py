@@ -80,7 +80,8 @@ class DataSplits:
     """Train, validation and test splits, and what a model and `dlx predict` need to know of them.
 
     Images are float32 in [0, 1] with shape (N, C, H, W) and `pixel_mean`/`pixel_std` per channel, measured
-    on the training split; the task normalises with them. Tabular features come already standardised, with
+    on the training split; the task normalises with them. Text is int64 token ids (N, length), padded with 0, with
+    the `tokenizer` that made them. Tabular features come already standardised, with
     `preprocessing` recording how (plain values, saved in every checkpoint, so that new rows are treated as
     training's were). Classification targets are int64 class indices, regression targets float32 (N, T).
     """
@@ -93,6 +94,7 @@ class DataSplits:
     pixel_mean: list[float] | None = None
     pixel_std: list[float] | None = None
     preprocessing: dict[str, Any] | None = None  # a table's columns, statistics and categories
+    tokenizer: str | None = None  # text: the tokenizer learnt from the training split, as its JSON (dlx.data.tokens)
 
     def __post_init__(self) -> None:
         self.train, self.val, self.test = (as_split(s) for s in (self.train, self.val, self.test))
@@ -112,6 +114,15 @@ class DataSplits:
             return self.num_classes
         labels = self.train.labels()
         return 1 if labels.dim() == 1 else labels.shape[1]
+
+    @property
+    def vocab_size(self) -> int | None:
+        """Text: the number of token ids the tokenizer gives, special tokens included (a model's embedding rows)."""
+        if self.tokenizer is None:
+            return None
+        from dlx.data.tokens import tokenizer_from_json
+
+        return int(tokenizer_from_json(self.tokenizer, "the data set").get_vocab_size())
 
     @property
     def is_image(self) -> bool:

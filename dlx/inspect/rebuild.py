@@ -8,7 +8,7 @@ name (dlx.config.trust.check_targets_allowed): a checkpoint someone sent you can
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args
 
 import torch
 from omegaconf import DictConfig
@@ -16,6 +16,7 @@ from torch import nn
 
 from dlx.config.checks import check_constructor_call
 from dlx.config.trust import trusted_config
+from dlx.data import TaskKind
 from dlx.errors import DlxError
 from dlx.models.gan import GAN
 from dlx.store.checkpoint import load_checkpoint
@@ -51,8 +52,9 @@ class Rebuilt:
 
     def data(self, command: str) -> dict[str, Any]:
         """What the checkpoint records of its training data: task, input_shape, class_names, pixel_mean and
-        pixel_std (None for tabular data), and for a table (dataset=table) `preprocessing`, its encoding
-        (dlx.data.table). Checkpoints of dlx before this entry have none: a DlxError."""
+        pixel_std (None for tabular data), for a table (dataset=table) `preprocessing`, its encoding
+        (dlx.data.table), and for text `tokenizer`, the tokenizer's JSON (dlx.data.tokens). Checkpoints of dlx
+        before this entry have none: a DlxError."""
         data = self.checkpoint.get("data")
         if data is None:
             raise DlxError(f"{self.path} does not record its training data (input size, class names, pixel "
@@ -71,7 +73,8 @@ def well_formed(data: Any) -> bool:
     def numbers(value: Any, kind: type | tuple[type, ...]) -> bool:
         return isinstance(value, list) and all(isinstance(v, kind) and not isinstance(v, bool) for v in value)
 
-    if not (isinstance(data, dict) and data.get("task") in ("classification", "regression")
+    if not (isinstance(data, dict) and data.get("task") in get_args(TaskKind)
+            and (data.get("tokenizer") is None or isinstance(data["tokenizer"], str))
             and numbers(data.get("input_shape"), int) and all(v > 0 for v in data["input_shape"])
             and isinstance(data.get("class_names"), list) and all(isinstance(n, str) for n in data["class_names"])
             and all(data.get(key) is None or numbers(data[key], (int, float)) for key in ("pixel_mean", "pixel_std"))):

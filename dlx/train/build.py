@@ -75,12 +75,14 @@ def build_task(cfg: DictConfig, data: DataSplits, device: str) -> Task:
 def fill_derived(cfg: DictConfig, data: DataSplits, task: Task, total_steps: int | None = None,
                  world_size: int | None = None) -> None:
     """The one step where values that come from the data and the run enter the config: the model's input
-    shape and number of outputs (for the arguments its constructor takes), the `???` lengths of the
+    shape, number of outputs and, for text, vocabulary size (for the arguments its constructor takes), the `???` lengths of the
     scheduler (T_max, total_steps, total_iters), and the processes that trained it (trainer.devices, which a
     launcher may have decided), so that the stored config alone rebuilds the run and says how it ran."""
     if world_size is not None:
         cfg.trainer.devices = world_size
     filled: dict[str, Any] = {"input_shape": data.input_shape}
+    if data.tokenizer is not None:
+        filled["vocab_size"] = data.vocab_size
     if task.num_outputs is not None:
         filled["num_outputs"] = task.num_outputs
     accepted = inspect.signature(locate_target("model", cfg.model._target_)).parameters

@@ -74,5 +74,7 @@ def checkpoint_payload(config: dict[str, Any], model: nn.Module, optimizers: dic
         }
         if data.preprocessing is not None:  # plain values: a table's columns, statistics and categories
             record["preprocessing"] = data.preprocessing
+        if data.tokenizer is not None:  # the tokenizer's own JSON: a string, never a pickle
+            record["tokenizer"] = data.tokenizer
         payload["data"] = record
     return payload
