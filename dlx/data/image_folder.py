@@ -1,9 +1,5 @@
-"""`dataset=image_folder dataset.root=PATH`: a folder of image files, one sub-folder per class.
-
-    ROOT/cat/0001.jpg, ROOT/dog/0002.png, ...            classes from the folder names (torchvision's
-                                                         ImageFolder layout); validation and test held out
-    ROOT/train/cat/..., ROOT/val/..., ROOT/test/...      fixed splits, each in that layout (val or test may
-                                                         be missing: then held out of train)
+"""`dataset=image_folder dataset.root=PATH`: a folder of image files, one sub-folder per class
+(dlx.data.class_folders: ROOT/cat/0001.jpg, ...; or ROOT/train/cat/..., ROOT/val/..., ROOT/test/...).
 
 Every image is read by dlx.data.images (EXIF orientation, 16-bit, transparency) to `channels` x `image_size`:
 by default the size and mode all the images share. The training split's per-channel mean and standard
@@ -23,7 +19,6 @@ import os
 import shutil
 import time
 from collections import Counter
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -31,7 +26,8 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from dlx.data import DataSplits, InMemory, Split, hold_out
+from dlx.data import DataSplits, InMemory, Split
+from dlx.data.class_folders import FileKind, LabelledFile, Layout, scan_class_folders, split_indices
 from dlx.data.images import IMAGE_SUFFIXES, BadImage, Header, read_header, read_image
 from dlx.data.streamed import Streamed, ignore_stop_signals, own_generator
 from dlx.errors import DlxError
@@ -39,29 +35,12 @@ from dlx.store.files import atomic_file, read_json, write_json_atomically
 
 logger = logging.getLogger("dlx")
 
-SPLIT_FOLDERS = ("train", "val", "test")
 STATS_SAMPLE = 5000  # training images the channel statistics are measured on: plenty for a mean to 3 digits
 CACHE_FORMAT = 1  # bump when what the cache holds, or how images are decoded, changes
 DECODE_BATCH = 256
 IN_MEMORY_SHARE = 0.5  # of the memory available, that auto lets the decoded images take
 SKIP_ADVICE = (" Replace or delete the file, or pass dataset.skip_bad_files=true to leave out the files that cannot "
                "be read (they are counted in the log and listed in the cache folder's bad_files.txt).")
-
-
-@dataclass(frozen=True)
-class ImageFile:
-    path: Path
-    label: int
-    split: str | None  # its fixed split (ROOT/train, ROOT/val, ROOT/test), or None when held out by config
-
-
-@dataclass(frozen=True)
-class Layout:
-    root: Path
-    class_names: list[str]
-    files: list[ImageFile]  # in name order: classes, then files
-    fixed_splits: bool
-    ignored: int  # files that are not images (by their suffix) or are hidden
 
 
 def load_image_folder(root: str, image_size: Any = None, channels: int | None = None, val_fraction: float = 0.1,
@@ -112,74 +91,18 @@ def log_ready(layout: Layout, reader: "FileImages", where: str, seconds: float) 
                 f"{ignored}")
 
 
+IMAGES = FileKind("image files", IMAGE_SUFFIXES, "dataset.root", "1.jpg")
+
+
 def scan_folder(root: Path) -> Layout:
-    if not root.exists():
-        raise DlxError(f"dataset.root={root} does not exist{'' if root.is_absolute() else f' (in {Path.cwd()})'}. "
-                       "Set it to a folder with one sub-folder of images per class (ROOT/cat/1.jpg, "
-                       "ROOT/dog/2.jpg), or with train/, val/ and test/ sub-folders in that layout. (`dlx eval` "
-                       "and `dlx predict` read the root a checkpoint was trained on: pass dataset.root=... to "
-                       "say where it is now.)")
-    if not root.is_dir():
+    if root.is_file():
         raise DlxError(f"dataset.root={root} is a file, not a folder. dataset=image_folder reads a folder with one "
                        "sub-folder of images per class; for a table (CSV, TSV, Parquet) use dataset=table "
                        f"dataset.path={root}.")
-    root = root.resolve()  # file paths absolute: workers and the cache key do not depend on the working folder
-    folders = sub_folders(root)
-    fixed = bool(folders) and set(folders) <= set(SPLIT_FOLDERS) and "train" in folders
-    if fixed:
-        class_names = sub_folders(root / "train")
-        for folder in folders:
-            extra = sorted(set(sub_folders(root / folder)) - set(class_names))
-            if extra:
-                raise DlxError(f"{root / folder} has class folder(s) {', '.join(extra)} that {root / 'train'} does "
-                               "not have: a model cannot learn a class it never sees. Add training images of those "
-                               "classes, or remove the folders.")
-    else:
-        class_names = folders
-    if not class_names:
-        raise DlxError(f"{root / 'train' if fixed else root} has no sub-folders, so there are no classes. Put "
-                       "each class's images in a folder of its own, named after the class: "
-                       f"{root}/CLASS/IMAGE.png.")
-    files: list[ImageFile] = []
-    ignored = 0
-    splits: list[str | None] = list(folders) if fixed else [None]
-    for split in splits:
-        base = root / split if split else root
-        for label, name in enumerate(class_names):
-            found, skipped = image_files_under(base / name)
-            ignored += skipped
-            if not found and (split in (None, "train")):
-                raise DlxError(f"The class folder {base / name} holds no image files ({', '.join(IMAGE_SUFFIXES)}). "
-                               "Add images of that class, or remove the folder.")
-            files += [ImageFile(path, label, split) for path in found]
-    if len(class_names) < 2:
-        raise DlxError(f"{root} has one class folder only ({class_names[0]}): a classifier needs two classes or more.")
-    return Layout(root, class_names, files, fixed, ignored)
+    return scan_class_folders(root, IMAGES)
 
 
-def sub_folders(folder: Path) -> list[str]:
-    if not folder.is_dir():
-        return []
-    return sorted(entry.name for entry in os.scandir(folder) if entry.is_dir() and not entry.name.startswith("."))
-
-
-def image_files_under(folder: Path) -> tuple[list[Path], int]:
-    """The image files under `folder` (its sub-folders too, as torchvision's ImageFolder reads them), in name
-    order, and how many other files there were."""
-    if not folder.is_dir():
-        return [], 0
-    found, ignored = [], 0
-    for directory, subdirectories, names in os.walk(folder):
-        subdirectories[:] = sorted(d for d in subdirectories if not d.startswith("."))
-        for name in sorted(names):
-            if name.lower().endswith(IMAGE_SUFFIXES) and not name.startswith("."):
-                found.append(Path(directory) / name)
-            else:
-                ignored += 1
-    return found, ignored
-
-
-def choose_shape(headers: list[Header], files: list[ImageFile], image_size: Any,
+def choose_shape(headers: list[Header], files: list[LabelledFile], image_size: Any,
                  channels: int | None) -> tuple[tuple[int, int], int]:
     """(height, width) and channels: the ones asked for, or those that every image shares."""
     if channels is not None and channels not in (1, 3):
@@ -225,25 +148,6 @@ def parse_size(image_size: Any) -> tuple[int, int] | None:
         raise DlxError(f"dataset.image_size={image_size}: give one positive number of pixels (a square, e.g. 64) or "
                        "[height,width], e.g. dataset.image_size=[48,64].")
     return (values[0], values[-1])
-
-
-def split_indices(files: list[ImageFile], layout: Layout, val_fraction: float, test_fraction: float,
-                  seed: int) -> dict[str, np.ndarray]:
-    """Indices into `files` of each split: the fixed folders, and held out by config where there are none
-    (stratified, as the built-in data sets are)."""
-    labels = np.array([each.label for each in files], dtype=np.int64)
-    index = np.arange(len(files))
-    named = {split: index[[each.split == split for each in files]] for split in SPLIT_FOLDERS} \
-        if layout.fixed_splits else {"train": index}
-    train = named["train"]
-    if "test" not in named or not len(named.get("test", [])):
-        train, _, test, _ = hold_out(train, labels[train], test_fraction, seed, stratify=True)
-        named["test"] = test
-    if "val" not in named or not len(named.get("val", [])):
-        train, _, val, _ = hold_out(train, labels[train], val_fraction, seed, stratify=True)
-        named["val"] = val
-    named["train"] = train
-    return named
 
 
 def choose_in_memory(in_memory: Any, decoded_bytes: int) -> bool:

@@ -7,7 +7,8 @@ import pytest
 import torch
 from PIL import Image
 
-from dlx.data.image_folder import channel_statistics, choose_shape, parse_size, scan_folder, split_indices
+from dlx.data.class_folders import split_indices
+from dlx.data.image_folder import channel_statistics, choose_shape, parse_size, scan_folder
 from dlx.data.images import BadImage, Header, read_header, read_image
 from dlx.errors import DlxError
 
