@@ -2,6 +2,7 @@
 trained on a table, on new rows) and `dlx sample CHECKPOINT` (a GAN's samples)."""
 
 import json
+import sys
 from pathlib import Path
 from typing import Optional
 
@@ -17,7 +18,10 @@ def predict_command(
                                         "CSV, TSV or Parquet file of rows for a model trained with dataset=table."),
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="Tables: the file to write, the rows with their "
                                        "predictions (.csv, .tsv or .parquet); default RUN/predictions/ROWS_FILE."),
-    top_k: int = typer.Option(3, "--top-k", "-k", help="Images: how many of the most probable classes to show."),
+    top_k: int = typer.Option(3, "--top-k", "-k", help="Images and texts: how many of the most probable classes to "
+                              "show."),
+    column: Optional[str] = typer.Option(None, "--column", help="Text classifiers, on a table: the column of texts "
+                                         "(default: the training data's dataset.text_column)."),
     json_output: bool = typer.Option(False, "--json", help="Print JSON on stdout instead of a table."),
     allow: list[str] = typer.Option([], "--allow", help=ALLOW_HELP),
     config_dirs: list[Path] = typer.Option([], "--config-dir", "-cd", help=CONFIG_DIR_HELP),
@@ -30,7 +34,7 @@ def predict_command(
     from dlx.inspect.predict import TablePredictions, predict, print_predictions, print_table_predictions
 
     with errors_reported():
-        predictions = predict(checkpoint, inputs, top_k, allow, config_dirs, out)
+        predictions = predict(checkpoint, inputs, top_k, allow, config_dirs, out, column)
     if isinstance(predictions, TablePredictions):
         warn(predictions.warnings)
         if json_output:
@@ -53,17 +57,34 @@ def warn(lines: list[str]) -> None:
 
 
 def sample_command(
-    checkpoint: Path = typer.Argument(..., help="A GAN's .ckpt file written by dlx train."),
-    count: int = typer.Option(64, "-n", "--count", help="How many samples to draw."),
-    out: Optional[Path] = typer.Option(None, "--out", "-o", help="The PNG grid to write; default "
-                                       "RUN/samples/CKPT_seedSEED.png."),
-    seed: int = typer.Option(0, "--seed", help="Seed of the noise: the same seed draws the same samples."),
+    checkpoint: Path = typer.Argument(..., help="A GAN's or a language model's .ckpt file written by dlx train."),
+    count: Optional[int] = typer.Option(None, "-n", "--count", help="How many samples to draw: images of a GAN "
+                                        "(default 64), texts of a language model (default 1)."),
+    out: Optional[Path] = typer.Option(None, "--out", "-o", help="GAN: the PNG grid to write (default "
+                                       "RUN/samples/CKPT_seedSEED.png). Language model: a text file to write the "
+                                       "texts to, besides printing them."),
+    seed: int = typer.Option(0, "--seed", help="Seed of the draws: the same seed draws the same samples."),
+    prompt: str = typer.Option("", "--prompt", "-p", help="Language model: the text to continue (empty: the start "
+                               "of a line)."),
+    max_tokens: int = typer.Option(200, "--max-tokens", help="Language model: how many tokens to generate."),
+    temperature: float = typer.Option(1.0, "--temperature", "-t", help="Language model: below 1 more likely "
+                                      "tokens, above 1 more varied ones; 0 always the most likely."),
+    top_k: Optional[int] = typer.Option(None, "--top-k", "-k", help="Language model: draw each token from the k "
+                                        "most likely only."),
     allow: list[str] = typer.Option([], "--allow", help=ALLOW_HELP),
     config_dirs: list[Path] = typer.Option([], "--config-dir", "-cd", help=CONFIG_DIR_HELP),
 ) -> None:
-    """New samples from a GAN checkpoint's generator, as a grid of images."""
+    """New samples: images from a GAN checkpoint's generator (a grid), or text from a language model."""
+    from dlx.inspect.generate import Sampling
     from dlx.inspect.predict import sample
 
     with errors_reported():
-        path = sample(checkpoint, count, out, seed, allow, config_dirs)
-    print(f"{path}: {count} samples from {checkpoint} (seed {seed})")
+        sampled = sample(checkpoint, count, out, seed, allow, config_dirs,
+                         Sampling(prompt, max_tokens, temperature, top_k, seed))
+    if sampled.texts:
+        print("\n\n".join(sampled.texts))
+        if sampled.out is not None:
+            # on stderr: stdout holds the texts alone, for a pipe
+            print(f"{sampled.out}: {len(sampled.texts)} text(s) from {checkpoint} (seed {seed})", file=sys.stderr)
+    else:
+        print(f"{sampled.out}: {count or 64} samples from {checkpoint} (seed {seed})")

@@ -59,9 +59,9 @@ def train_tokenizer(texts: Sequence[str], kind: TokenizerKind, vocab_size: int, 
         tokenizer = Tokenizer(models.BPE())
         tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
         tokenizer.decoder = decoders.ByteLevel()
-        trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=SPECIAL_TOKENS, show_progress=False,
+        bpe_trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=SPECIAL_TOKENS, show_progress=False,
                                       initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
-        tokenizer.train_from_iterator(texts, trainer=trainer)
+        tokenizer.train_from_iterator(texts, trainer=bpe_trainer)
     else:
         tokenizer = Tokenizer(models.WordPiece(unk_token="[UNK]"))
         tokenizer.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
@@ -151,8 +151,8 @@ def characters_per_token(tokenizer: "Tokenizer") -> np.ndarray:
     if tokenizer_kind(tokenizer) == "bpe":
         symbol_to_byte = {symbol: index for index, symbol in enumerate(byte_level_symbols())}
         for index in range(len(SPECIAL_TOKENS), size):
-            token = tokenizer.id_to_token(index)
-            counts[index] = sum(1 for symbol in token if symbol_to_byte.get(symbol, 0) & 0xC0 != 0x80)
+            token = tokenizer.id_to_token(index) or ""
+            counts[index] = len([symbol for symbol in token if symbol_to_byte.get(symbol, 0) & 0xC0 != 0x80])
     else:
         for index in range(len(SPECIAL_TOKENS), size):
             counts[index] = len(tokenizer.decode([index]))

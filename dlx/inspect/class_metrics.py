@@ -10,7 +10,7 @@ import torch
 
 from dlx.errors import check_writable
 from dlx.inspect.evaluate import Evaluated
-from dlx.inspect.predict import probabilities
+from dlx.inspect.predicted import probabilities
 from dlx.train.tasks import Classification
 
 

@@ -14,33 +14,24 @@ to a text file, each cell as it was written). A category that training never saw
 of the known categories), and a warning counts such rows per column.
 """
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
 import torch
 
 from dlx.data.images import IMAGE_SUFFIXES, read_image
 from dlx.errors import DlxError, check_writable
+from dlx.inspect.predicted import BATCH, TablePredictions, check_output, prediction_columns, probabilities
 from dlx.inspect.rebuild import Rebuilt, raw_input_model, rebuild_model, run_folder_of
 from dlx.train.tasks import Adversarial
 
 if TYPE_CHECKING:
     from dlx.data.table import Encoded
+    from dlx.inspect.generate import Sampling
 
-BATCH = 256
+TEXT_SHOWN = 80  # characters of a text in the printed table (--json has them all)
 TABLE_BATCH = 65536  # rows per forward pass: (65536, features) floats, a few MiB per hundred inputs
-
-
-def probabilities(logits: torch.Tensor) -> torch.Tensor:
-    """(N, classes) class probabilities: the softmax of the logits; for a binary model with one output (a
-    sigmoid loss), the sigmoid of that logit is the probability of class 1."""
-    logits = logits.float()
-    if logits.shape[1] == 1:
-        positive = torch.sigmoid(logits[:, 0])
-        return torch.stack([1 - positive, positive], dim=1)
-    return torch.softmax(logits, dim=1)
 
 
 def image_files(inputs: list[Path]) -> list[Path]:
@@ -67,10 +58,11 @@ def load_image(path: Path, input_shape: list[int]) -> torch.Tensor:
 
 
 def predict(checkpoint: Path, inputs: list[Path], top_k: int, allow: list[str], config_dirs: list[Path],
-            out: Path | None = None) -> "list[dict[str, Any]] | TablePredictions":
+            out: Path | None = None, column: str | None = None) -> "list[dict[str, Any]] | TablePredictions":
     """A model of images: for each image file, the predicted class, its probability, and the top_k classes
     with theirs. A model trained on a table (the checkpoint records its encoding): the rows of the one table
-    file named, with their predictions, written to `out` (see predict_rows)."""
+    file named, with their predictions, written to `out` (see predict_rows). A classifier of text: the texts of
+    a file, one a line, or a table's `column` (dlx.inspect.predict_text)."""
     if top_k < 1:
         raise DlxError(f"--top-k {top_k}: give a number of classes of 1 or more.")
     rebuilt = rebuild_model(checkpoint, allow, config_dirs)
@@ -78,6 +70,13 @@ def predict(checkpoint: Path, inputs: list[Path], top_k: int, allow: list[str], 
         raise DlxError(f"{checkpoint} holds a GAN, which generates images rather than classifying them. Draw new "
                        f"samples with: dlx sample {checkpoint} -n 64 --out grid.png")
     data = rebuilt.data("predict")
+    if data.get("tokenizer") is not None and data["task"] == "classification":
+        from dlx.inspect.predict_text import classify_texts
+
+        return classify_texts(rebuilt, data, inputs, top_k, out, column)
+    if data.get("task") == "language_model":
+        raise DlxError(f"{checkpoint} holds a language model, which continues text rather than classifying it. "
+                       f"Generate with: dlx sample {checkpoint} --prompt \"...\"")
     if data.get("preprocessing") is not None:
         return predict_rows(rebuilt, data, inputs, out)
     if out is not None:
@@ -129,15 +128,6 @@ def refuse_tables(inputs: list[Path], checkpoint: Path) -> None:
                            "dataset=table.")
 
 
-@dataclass
-class TablePredictions:
-    rows: Path  # the file of rows read
-    out: Path  # the file written: those rows, with the added columns
-    count: int
-    added: list[str]  # the columns added: prediction, then probability_<class> for each class
-    warnings: list[str] = field(default_factory=list)
-
-
 def predict_rows(rebuilt: Rebuilt, data: dict[str, Any], inputs: list[Path], out: Path | None) -> TablePredictions:
     """The rows of one table file with the model's predictions, written to `out` (by default
     RUN/predictions/<the file's name>, in the format of its suffix): the columns of the input unchanged, then
@@ -175,36 +165,6 @@ def predict_rows(rebuilt: Rebuilt, data: dict[str, Any], inputs: list[Path], out
     return TablePredictions(rows, out, len(frame), list(added), encoding_warnings(encoded, rows))
 
 
-def check_output(rows: Path, out: Path) -> None:
-    from dlx.data.table import table_format
-
-    table_format(out, None)  # a DlxError unless the suffix names a format dlx writes
-    if out.exists() and out.resolve() == rows.resolve():
-        raise DlxError(f"--out {out} is the file of rows being read: dlx predict does not overwrite its input. "
-                       "Pass another --out.")
-    check_writable(out)
-
-
-def prediction_columns(outputs: torch.Tensor, data: dict[str, Any], checkpoint: Path) -> dict[str, Any]:
-    """{"prediction": ..., "probability_<class>": ...}: the class and its probabilities for a classifier, the
-    value in the target's own units (the training standardisation undone) for a regression."""
-    preprocessing = data["preprocessing"]
-    if data["task"] == "regression":
-        if outputs.shape[1] != 1:
-            raise DlxError(f"{checkpoint} is damaged or was altered: its model gives {outputs.shape[1]} outputs "
-                           f"for the one target {preprocessing['target']}. Use another checkpoint.")
-        values = outputs[:, 0].double().numpy()
-        return {"prediction": values * preprocessing["target_std"] + preprocessing["target_mean"]}
-    probs = probabilities(outputs)
-    names = data["class_names"]
-    if probs.shape[1] != len(names):
-        raise DlxError(f"{checkpoint} names {len(names)} classes but its model gives {probs.shape[1]} outputs: the "
-                       "file is damaged or was altered. Use another checkpoint.")
-    columns: dict[str, Any] = {"prediction": np.asarray(names, dtype=object)[probs.argmax(dim=1).numpy()]}
-    columns |= {f"probability_{name}": probs[:, i].double().numpy() for i, name in enumerate(names)}
-    return columns
-
-
 def encoding_warnings(encoded: "Encoded", rows: Path) -> list[str]:
     """One line for the categories training never saw (encoded as all zeros), counted per column, and one
     for the numbers missing in columns that had no missing values in training (the training mean)."""
@@ -233,30 +193,49 @@ def print_predictions(predictions: list[dict[str, Any]], checkpoint: Path) -> No
 
     from dlx.ui.console import wide_console
 
-    table = Table(title=f"{len(predictions)} image(s), {checkpoint}", title_justify="left")
-    for column in ("file", "class", "probability", "top classes"):
+    what = "text" if predictions and "text" in predictions[0] else "file"
+    table = Table(title=f"{len(predictions)} {'text' if what == 'text' else 'image'}(s), {checkpoint}",
+                  title_justify="left")
+    for column in (what, "class", "probability", "top classes"):
         table.add_column(column, justify="right" if column == "probability" else "left", overflow="fold")
     for row in predictions:
         top = ", ".join(f"{escape(t['class'])} {t['probability']:.3f}" for t in row["top_k"])
-        table.add_row(escape(row["file"]), escape(row["class"]), f"{row['probability']:.4f}", top)
+        shown = row[what] if len(row[what]) <= TEXT_SHOWN else row[what][: TEXT_SHOWN - 1] + "…"
+        table.add_row(escape(shown), escape(row["class"]), f"{row['probability']:.4f}", top)
     wide_console().print(table)
 
 
-def sample(checkpoint: Path, count: int, out: Path | None, seed: int, allow: list[str],
-           config_dirs: list[Path]) -> Path:
-    """A grid of `count` new images from a GAN checkpoint's generator, drawn from noise seeded with `seed`
-    (the same seed, the same images); the PNG's path."""
-    if count < 1:
+@dataclass
+class Sampled:
+    texts: list[str]  # a language model's texts, each the prompt and its continuation (none for a GAN)
+    out: Path | None  # the file written: a GAN's grid of images, or the texts when --out named a file
+
+
+def sample(checkpoint: Path, count: int | None, out: Path | None, seed: int, allow: list[str],
+           config_dirs: list[Path], sampling: "Sampling | None" = None) -> Sampled:
+    """New samples: a grid of `count` (default 64) images from a GAN checkpoint's generator, drawn from noise
+    seeded with `seed` (the same seed, the same images), written as a PNG; or `count` (default 1) texts from a
+    language model, continued from `sampling`'s prompt (dlx.inspect.generate)."""
+    if count is not None and count < 1:
         raise DlxError(f"-n {count}: give a number of samples of 1 or more.")
     rebuilt = rebuild_model(checkpoint, allow, config_dirs)
+    if not rebuilt.is_gan and rebuilt.data("sample")["task"] == "language_model":
+        from dlx.inspect.generate import Sampling, continue_text, write_texts
+
+        if out is not None:
+            check_writable(out)
+        texts = continue_text(rebuilt, sampling or Sampling("", 200, 1.0, None, seed), count or 1)
+        if out is not None:
+            write_texts(texts, out)
+        return Sampled(texts, out)
     if not rebuilt.is_gan:
-        raise DlxError(f"{checkpoint} holds a {type(rebuilt.model).__name__}, not a GAN: dlx sample draws images "
-                       f"from a GAN's generator. Classify images with: dlx predict {checkpoint} IMAGE...")
+        raise DlxError(f"{checkpoint} holds a {type(rebuilt.model).__name__}, neither a GAN nor a language model: "
+                       "dlx sample draws images from a GAN's generator, or text from a language model. Classify "
+                       f"with: dlx predict {checkpoint} INPUTS...")
     if len(rebuilt.gan.input_shape) != 3:
         raise DlxError(f"{checkpoint} is a GAN of tabular data (shape {rebuilt.gan.input_shape}): its samples "
                        "are not images. `dlx export` exports its generator to draw them yourself.")
     out = out or run_folder_of(checkpoint) / "samples" / f"{checkpoint.stem}_seed{seed}.png"
     check_writable(out)
-    Adversarial.save_samples(rebuilt.gan, out, count, seed)
-    return out
-
+    Adversarial.save_samples(rebuilt.gan, out, count or 64, seed)
+    return Sampled([], out)

@@ -8,6 +8,8 @@ from torch import nn
 
 Activation = Literal["sigmoid", "tanh", "relu", "leaky_relu", "gelu", "softmax"]
 Nonlinearity = Literal["relu", "leaky_relu"]  # what Kaiming's initialisation is computed for
+PAD = 0  # the token id of padding: dlx.data.tokens puts [PAD] first in every vocabulary; masks rely on it
+
 WeightInit = Literal[
     "default", "xavier_uniform", "xavier_normal", "kaiming_uniform", "kaiming_normal", "normal", "zeros"
 ]

@@ -1,9 +1,14 @@
+from collections.abc import Callable
 from typing import Literal
 
 import torch
 from torch import nn
+from torch.nn.utils.rnn import pack_padded_sequence
 
-from dlx.models.layers import WeightInit, init_weights
+from dlx.models.layers import PAD, WeightInit, init_weights
+
+Cell = Literal["rnn", "lstm", "gru"]
+CELLS: dict[str, Callable[..., nn.RNNBase]] = {"rnn": nn.RNN, "lstm": nn.LSTM, "gru": nn.GRU}
 
 
 def as_sequence(x: torch.Tensor) -> torch.Tensor:
@@ -26,25 +31,38 @@ def sequence_shape(input_shape: list[int]) -> tuple[int, int]:
     return input_shape[0], input_shape[1]
 
 
+def token_lengths(tokens: torch.Tensor) -> torch.Tensor:
+    """(B,) the tokens before the padding of each row of (B, T) ids, at least 1 (a packed sequence cannot be
+    empty: an all-padding row is read as one padding token)."""
+    return (tokens != PAD).sum(dim=1).clamp_min(1)
+
+
 class RecurrentNet(nn.Module):
     """A recurrent classifier (vanilla RNN, LSTM or GRU cell) that reads its input one step at a time and
-    classifies from the last hidden state (both directions' when bidirectional)."""
+    classifies from the last hidden state (both directions' when bidirectional).
+
+    Text (`vocab_size`, which dlx fills in from the data's tokenizer): the input is token ids (B, T), padded with
+    0 after each text's tokens; an embedding turns them into vectors, and the sequences are packed, so that the
+    last state is that of each text's own last token, not of the padding after it (and the backward direction
+    starts there too)."""
 
     def __init__(
         self,
         input_shape: list[int],
         num_outputs: int,
-        cell: Literal["rnn", "lstm", "gru"] = "lstm",
+        cell: Cell = "lstm",
         hidden_size: int = 64,
         num_layers: int = 1,
         bidirectional: bool = False,
         dropout: float = 0.0,
         weight_init: WeightInit = "default",
+        vocab_size: int | None = None,
+        embedding_dim: int = 64,
     ) -> None:
         super().__init__()
-        recurrent = {"rnn": nn.RNN, "lstm": nn.LSTM, "gru": nn.GRU}[cell]
-        _, features = sequence_shape(input_shape)
-        self.recurrent = recurrent(
+        self.embedding = nn.Embedding(vocab_size, embedding_dim, padding_idx=PAD) if vocab_size else None
+        features = embedding_dim if vocab_size else sequence_shape(input_shape)[1]
+        self.recurrent = CELLS[cell](
             features,
             hidden_size,
             num_layers=num_layers,
@@ -56,10 +74,53 @@ class RecurrentNet(nn.Module):
         init_weights(self, weight_init)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        _, hidden = self.recurrent(as_sequence(x))
+        if self.embedding is None:
+            _, hidden = self.recurrent(as_sequence(x))
+        else:
+            # The lengths go to the CPU for packing: one small copy per batch.
+            packed = pack_padded_sequence(self.embedding(x), token_lengths(x).cpu(), batch_first=True,
+                                          enforce_sorted=False)
+            _, hidden = self.recurrent(packed)
         if isinstance(hidden, tuple):  # the LSTM also returns its cell state
             hidden = hidden[0]
         # hidden: (layers * directions, B, H); keep the last layer's state of each direction.
         directions = 2 if self.recurrent.bidirectional else 1
         last = hidden[-directions:].transpose(0, 1).flatten(1)  # (B, directions * H)
         return self.head(last)
+
+
+class RecurrentLM(nn.Module):
+    """A recurrent language model: token ids (B, T) in, the logits of each next token (B, T, vocab) out, read
+    left to right by a stack of LSTM, GRU or vanilla RNN layers (Zaremba et al. 2014's recipe: dropout on the
+    embeddings, between layers and before the output).
+
+    `tie_weights` shares the embedding matrix with the output layer (Press & Wolf 2017): fewer parameters and
+    usually a lower perplexity; it needs hidden_size == embedding_dim."""
+
+    def __init__(
+        self,
+        vocab_size: int,
+        cell: Cell = "lstm",
+        embedding_dim: int = 128,
+        hidden_size: int = 256,
+        num_layers: int = 2,
+        dropout: float = 0.1,
+        tie_weights: bool = False,
+        weight_init: WeightInit = "default",
+    ) -> None:
+        super().__init__()
+        if tie_weights and hidden_size != embedding_dim:
+            raise ValueError(f"tie_weights=true shares the embedding with the output layer, so hidden_size "
+                             f"({hidden_size}) must equal embedding_dim ({embedding_dim})")
+        self.embedding = nn.Embedding(vocab_size, embedding_dim)
+        self.dropout = nn.Dropout(dropout)
+        self.recurrent = CELLS[cell](embedding_dim, hidden_size, num_layers=num_layers, batch_first=True,
+                                     dropout=dropout if num_layers > 1 else 0.0)
+        self.head = nn.Linear(hidden_size, vocab_size)
+        init_weights(self, weight_init)
+        if tie_weights:
+            self.head.weight = self.embedding.weight
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        output, _ = self.recurrent(self.dropout(self.embedding(x)))  # (B, T, hidden)
+        return self.head(self.dropout(output))  # (B, T, vocab)

@@ -4,7 +4,7 @@ from typing import Literal
 import torch
 from torch import nn
 
-from dlx.models.layers import WeightInit, init_weights
+from dlx.models.layers import PAD, WeightInit, init_weights
 from dlx.models.rnn import as_sequence, sequence_shape
 
 
@@ -21,7 +21,10 @@ def sinusoidal_positions(steps: int, d_model: int) -> torch.Tensor:
 class TransformerClassifier(nn.Module):
     """A Transformer encoder over tokens: an image's rows (patch_size=0) or its patch_size x patch_size
     patches (a small ViT), a vector's features, or a sequence's steps; classified from a [CLS] token or
-    the mean of all tokens."""
+    the mean of all tokens.
+
+    Text (`vocab_size`, which dlx fills in from the data's tokenizer): the input is token ids (B, T), padded with
+    0; they are embedded, and attention never looks at the padding (a key-padding mask), nor does the mean."""
 
     def __init__(
         self,
@@ -36,6 +39,7 @@ class TransformerClassifier(nn.Module):
         positional: Literal["learned", "sinusoidal", "none"] = "learned",
         pooling: Literal["cls", "mean"] = "cls",
         weight_init: WeightInit = "default",
+        vocab_size: int | None = None,
     ) -> None:
         super().__init__()
         if d_model % num_heads:
@@ -46,9 +50,13 @@ class TransformerClassifier(nn.Module):
             if height % patch_size or width % patch_size:
                 raise ValueError(f"patch_size {patch_size} does not divide the {height}x{width} image")
             steps, features = (height // patch_size) * (width // patch_size), channels * patch_size**2
+        elif vocab_size:
+            steps, features = input_shape[0], 0
         else:
             steps, features = sequence_shape(input_shape)
-        self.embed = nn.Linear(features, d_model)
+        self.embed: nn.Module = nn.Embedding(vocab_size, d_model, padding_idx=PAD) if vocab_size \
+            else nn.Linear(features, d_model)
+        self.text = bool(vocab_size)
         self.pooling = pooling
         self.cls_token = nn.Parameter(torch.zeros(1, 1, d_model)) if pooling == "cls" else None
         tokens = steps + (pooling == "cls")
@@ -74,10 +82,22 @@ class TransformerClassifier(nn.Module):
         return as_sequence(x)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        h = self.embed(self.tokens(x))  # (B, T, d_model)
+        h = self.embed(x if self.text else self.tokens(x))  # (B, T, d_model)
+        padding = None
+        if self.text:
+            padding = x == PAD  # (B, T): True where a text has ended
+            # A row of padding alone (an empty text) attends to its first position rather than to nothing (NaN).
+            padding[:, 0] = False
         if self.cls_token is not None:
             h = torch.cat([self.cls_token.expand(h.shape[0], -1, -1), h], dim=1)
+            if padding is not None:
+                padding = torch.cat([padding.new_zeros(len(x), 1), padding], dim=1)
         if self.positions is not None:
             h = h + self.positions
-        h = self.norm(self.encoder(h))
-        return self.head(h[:, 0] if self.pooling == "cls" else h.mean(dim=1))
+        h = self.norm(self.encoder(h, src_key_padding_mask=padding))
+        if self.pooling == "cls":
+            return self.head(h[:, 0])
+        if padding is None:
+            return self.head(h.mean(dim=1))
+        kept = (~padding).unsqueeze(-1).to(h.dtype)  # (B, T, 1)
+        return self.head((h * kept).sum(dim=1) / kept.sum(dim=1).clamp_min(1))

@@ -86,6 +86,7 @@ def fill_derived(cfg: DictConfig, data: DataSplits, task: Task, total_steps: int
     if task.num_outputs is not None:
         filled["num_outputs"] = task.num_outputs
     accepted = inspect.signature(locate_target("model", cfg.model._target_)).parameters
+    check_model_reads_data(cfg.model._target_, accepted, data, task)
     with open_dict(cfg.model):
         for key, value in filled.items():
             if key in accepted:
@@ -96,6 +97,34 @@ def fill_derived(cfg: DictConfig, data: DataSplits, task: Task, total_steps: int
             for key in ("T_max", "total_steps", "total_iters"):
                 if key in scheduler.keys() and OmegaConf.is_missing(scheduler, key):  # `in` is False for ???
                     scheduler[key] = total_steps
+
+
+TEXT_CLASSIFIERS = "model=lstm, gru, rnn or transformer"
+LANGUAGE_MODELS = "model=gpt, lstm_lm or gru_lm"
+
+
+def check_model_reads_data(target: str, accepted: Any, data: DataSplits, task: Task) -> None:
+    """A DlxError, before the model is built, when it cannot read this data: numbers for a model of text, text for
+    a model of numbers, a classifier for a language model's corpus or the other way round."""
+    reads_text = "vocab_size" in accepted
+    needs_text = reads_text and accepted["vocab_size"].default is inspect.Parameter.empty
+    name = target.rsplit(".", 1)[-1]
+    if data.tokenizer is not None and not reads_text:
+        choices = LANGUAGE_MODELS if data.task == "language_model" else TEXT_CLASSIFIERS
+        raise DlxError(f"{name} ({target}) reads numbers, not text: it has no vocab_size for the token ids of this "
+                       f"data set. Choose a model of text: {choices}.")
+    if data.tokenizer is None and needs_text:
+        raise DlxError(f"{name} ({target}) is a model of text, but this data set is not text. Train it on "
+                       "dataset=text_lm dataset.path=FILE (a language model), or choose a model of "
+                       f"{'images' if data.is_image else 'numbers'}.")
+    gives_one_output_per_token = "num_outputs" not in accepted
+    if data.task == "language_model" and not gives_one_output_per_token:
+        raise DlxError(f"{name} ({target}) classifies whole texts; a language model predicts each next token. "
+                       f"Choose {LANGUAGE_MODELS}, or dataset=text for text classification.")
+    if data.task != "language_model" and needs_text and gives_one_output_per_token:
+        raise DlxError(f"{name} ({target}) is a language model: it predicts each next token, not a class. Train it "
+                       "on dataset=text_lm dataset.path=FILE, or choose a classifier of text: "
+                       f"{TEXT_CLASSIFIERS}.")
 
 
 def build_model(cfg: DictConfig) -> nn.Module:

@@ -87,7 +87,9 @@ class Task(Protocol):
 
 
 class OneNetwork(ABC):
-    """What classification and regression share: one network, trained by one optimizer."""
+    """What classification, regression and language models share: one network, trained by one optimizer."""
+
+    token_input = False  # whether the model reads token ids (text) rather than numbers
 
     def param_groups(self, model: nn.Module) -> dict[str, list[nn.Parameter]]:
         return {"model": list(model.parameters())}
@@ -96,7 +98,10 @@ class OneNetwork(ABC):
         return wrap(model)
 
     def networks(self, model: nn.Module, input_shape: list[int]) -> Networks:
-        """(name, module, the input size it gets) of each network trained, for the model summary."""
+        """(name, module, the input size it gets, or an example input) of each network trained, for the model
+        summary."""
+        if self.token_input:  # ids of [UNK]: a text of input_shape tokens, none of them padding
+            return [(type(model).__name__, model, torch.ones((1, *input_shape), dtype=torch.int64))]
         return [(type(model).__name__, model, (1, *input_shape))]
 
     def after_validation(self, model: nn.Module, run_dir: Path, step: int, metrics_log: MetricsLog) -> None:
@@ -130,6 +135,7 @@ class Classification(OneNetwork):
         else:
             self.num_outputs = self.num_classes
         self.inputs = pixel_normalizer(data, device)
+        self.token_input = data.tokenizer is not None
 
     def loss(self, logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         criterion = self.criterion
@@ -175,6 +181,45 @@ class Regression(OneNetwork):
     def eval_batch(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_index: int) -> Sums:
         prediction = model(x)
         return {"loss": self.loss(prediction, y) * len(y), "mae": (prediction - y).abs().mean(dim=1).sum()}
+
+
+class LanguageModel(OneNetwork):
+    """Next-token prediction over blocks of text: the model gives logits (B, T, vocab) for x (B, T), and each
+    position's target is the token after it (y, (B, T)). Reported: the loss (cross-entropy in nats per token, with
+    no label smoothing), the perplexity exp(loss), and bits per character, which compares models whatever their
+    tokenizer: the bits of all target tokens over the characters those tokens stand for."""
+
+    default_monitor = ("val/loss", "min")
+    metric_names = ("loss", "perplexity", "bpc")
+    num_outputs = None  # the vocabulary decides (the model's vocab_size)
+    token_input = True
+
+    def __init__(self, criterion: nn.Module, data: DataSplits, device: str) -> None:
+        if not isinstance(criterion, nn.CrossEntropyLoss):
+            raise DlxError(f"A language model predicts the next token among {data.vocab_size} and trains on "
+                           f"cross-entropy; loss={type(criterion).__name__} does not apply. Use loss=cross_entropy "
+                           "(the default).")
+        assert data.tokenizer is not None  # dlx.data.corpus gives one
+        from dlx.data.tokens import characters_per_token, tokenizer_from_json
+
+        self.criterion = criterion
+        self.inputs = lambda x: x
+        counts = characters_per_token(tokenizer_from_json(data.tokenizer, "the data set"))
+        self.characters = torch.from_numpy(counts).to(device)  # (vocab,) characters each token stands for
+
+    def loss(self, logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        return self.criterion(logits.flatten(0, 1), y.flatten())
+
+    def eval_batch(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_index: int) -> Sums:
+        logits = model(x)
+        nats = F.cross_entropy(logits.flatten(0, 1).float(), y.flatten(), reduction="none").view(y.shape)  # (B, T)
+        # Every block has as many tokens: the mean over samples of each block's mean is the mean per token.
+        return {"loss": nats.mean(dim=1).sum(), "nats": nats.sum(), "characters": self.characters[y].sum()}
+
+    def summarize(self, means: dict[str, float]) -> dict[str, float]:
+        loss = means["loss"]
+        return {"loss": loss, "perplexity": math.exp(min(loss, 700.0)),  # exp overflows a float past ~709
+                "bpc": means["nats"] / max(means["characters"], 1e-9) / math.log(2)}
 
 
 class Adversarial:
@@ -285,4 +330,6 @@ def make_task(criterion: nn.Module, data: DataSplits, device: str, is_gan: bool)
         return Adversarial(criterion, data, device)
     if data.task == "regression":
         return Regression(criterion, data, device)
+    if data.task == "language_model":
+        return LanguageModel(criterion, data, device)
     return Classification(criterion, data, device)

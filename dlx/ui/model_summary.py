@@ -10,7 +10,8 @@ from torch import nn
 PRINTED_DEPTH = 2  # the console shows the top of the tree; the file has every layer
 
 
-Networks = list[tuple[str, nn.Module, tuple[int, ...]]]
+# (name, network, the size of the input it gets, or an example of it: token ids must be whole numbers)
+Networks = list[tuple[str, nn.Module, tuple[int, ...] | torch.Tensor]]
 
 
 def summarize(model: nn.Module, networks: Networks, device: str) -> list[tuple[str, Any]]:
@@ -22,9 +23,10 @@ def summarize(model: nn.Module, networks: Networks, device: str) -> list[tuple[s
     model.eval()  # batch norm in training mode would update its statistics (and refuses a batch of one)
     statistics = []
     for name, network, size in networks:
+        given = {"input_data": size.to(device)} if isinstance(size, torch.Tensor) else {"input_size": size}
         # A summary must not change the run's random numbers (torchinfo draws its input on the device).
         with torch.random.fork_rng(devices=[torch.device(device)] if device.startswith("cuda") else []):
-            statistics.append((name, torchinfo.summary(network, input_size=size, device=device, verbose=0, depth=8,
+            statistics.append((name, torchinfo.summary(network, **given, device=device, verbose=0, depth=8,
                                                        col_names=("output_size", "num_params"))))
     model.train(was_training)
     return statistics
