@@ -65,3 +65,17 @@ def compose():
     from dlx.config.compose import compose_config
 
     return compose_config
+
+
+# A real corpus that every Python installation carries: the sources of the standard library's json package.
+JSON_SOURCES = Path(json.__file__).parent
+LANGUAGE_MODEL_DATA = ["dataset=text_lm", f"dataset.path={JSON_SOURCES}", "dataset.suffixes=[.py]",
+                       "dataset.block_size=32", "dataset.cache_dir=token_cache"]
+SMALL_LANGUAGE_MODELS = {
+    "gpt": ["model.d_model=32", "model.num_heads=2", "model.num_layers=1", "model.dim_feedforward=64"],
+    "lstm_lm": ["model.embedding_dim=32", "model.hidden_size=32", "model.num_layers=1"],
+    "gru_lm": ["model.embedding_dim=32", "model.hidden_size=32", "model.num_layers=1"],
+}
+# What each shipped model needs to train on bundled data; everything else is the shipped default.
+MODEL_DATA = {"perceptron": ["dataset=breast_cancer", "loss=bce"],
+              **{name: [*LANGUAGE_MODEL_DATA, *small] for name, small in SMALL_LANGUAGE_MODELS.items()}}

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import dlx
+from conftest import MODEL_DATA, dlx
 
 from dlx.config.schema import config_dir
 
@@ -75,13 +75,10 @@ def test_export_refuses_unknown_formats_unwritable_files_and_missing_libraries(c
     assert not list(classifier_run.joinpath("checkpoints").glob("*.onnx*"))
 
 
-EXTRA = {"perceptron": ["dataset=breast_cancer", "loss=bce"]}
-
-
 @pytest.mark.slow
 @pytest.mark.parametrize("model", sorted(p.stem for p in (config_dir() / "model").glob("*.yaml")))
 def test_every_model_family_exports_to_both_formats(model: str, tmp_path: Path) -> None:
-    dlx("train", f"model={model}", *EXTRA.get(model, []), "trainer.smoke=true", cwd=tmp_path)
+    dlx("train", f"model={model}", *MODEL_DATA.get(model, []), "trainer.smoke=true", cwd=tmp_path)
     checkpoint = next((tmp_path / "outputs").glob("*/*/checkpoints/best.ckpt"))
     for fmt in ("onnx", "torchscript"):
         result = dlx("export", str(checkpoint), "--format", fmt, cwd=tmp_path)

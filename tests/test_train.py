@@ -7,23 +7,22 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import dlx, latest_run, summary_of
+from conftest import MODEL_DATA, dlx, latest_run, summary_of
 
 from dlx.config.schema import config_dir
 from dlx.store.metrics import read_metrics
 
 MODELS = sorted(path.stem for path in (config_dir() / "model").glob("*.yaml"))
-# What each family needs to train on bundled data; everything else is the shipped default.
-EXTRA = {"perceptron": ["dataset=breast_cancer", "loss=bce"]}
 
 
 def test_every_shipped_model_is_covered() -> None:
-    assert set(MODELS) == {"perceptron", "ffn", "cnn", "rnn", "lstm", "gru", "transformer", "gan"}
+    assert set(MODELS) == {"perceptron", "ffn", "cnn", "rnn", "lstm", "gru", "transformer", "gan", "gpt", "lstm_lm",
+                           "gru_lm"}
 
 
 @pytest.mark.parametrize("model", MODELS)
 def test_model_trains_and_eval_reproduces_its_test_numbers(model: str, workdir: Path) -> None:
-    dlx("train", f"model={model}", *EXTRA.get(model, []), "trainer.max_epochs=2", cwd=workdir)
+    dlx("train", f"model={model}", *MODEL_DATA.get(model, []), "trainer.max_epochs=2", cwd=workdir)
     run = latest_run(workdir)
     summary = summary_of(run)
     assert summary["status"] == "completed"

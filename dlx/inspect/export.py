@@ -23,6 +23,7 @@ encoding, as the JSON file beside it holds it).
 
 import json
 import os
+import re
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -35,6 +36,7 @@ from torch import nn
 from dlx import __version__
 from dlx.errors import DlxError, check_writable, did_you_mean, require
 from dlx.inspect.rebuild import Rebuilt, raw_input_model, rebuild_model
+from dlx.models.rnn import RecurrentNet
 from dlx.store.files import write_json_atomically
 
 FORMATS = {"onnx": ".onnx", "torchscript": ".pt"}
@@ -65,6 +67,10 @@ def export_checkpoint(checkpoint: Path, fmt: str, out: Path | None, allow: list[
         for module in ("onnx", "onnxruntime", "onnxscript"):  # onnxscript: torch's ONNX exporter builds with it
             require(module, "export", "dlx export --format onnx")
     rebuilt = rebuild_model(checkpoint, allow, config_dirs)
+    if fmt == "onnx" and isinstance(rebuilt.model, RecurrentNet) and rebuilt.model.embedding is not None:
+        raise DlxError(f"{checkpoint} holds a recurrent classifier of text, which reads packed sequences (each text "
+                       "to its own last token): torch's ONNX exporter has no graph for them. Export it with --format "
+                       "torchscript, or train model=transformer, which exports to ONNX.")
     preprocessing = None if rebuilt.is_gan else rebuilt.data("export").get("preprocessing")
     model = raw_input_model(rebuilt, "export") if preprocessing is None else table_model(rebuilt.model, preprocessing)
     example, input_name, input_shape, output_name, metadata = describe(rebuilt, model)
@@ -183,6 +189,8 @@ def describe(rebuilt: Rebuilt, model: nn.Module) -> Description:
     preprocessing = data.get("preprocessing")
     if preprocessing is not None:
         return describe_table(model, preprocessing, data["class_names"], metadata)
+    if data.get("tokenizer") is not None:
+        return describe_text(model, data, metadata)
     shape = data["input_shape"]
     images = data.get("pixel_mean") is not None
     classes = data.get("class_names") or []
@@ -249,6 +257,38 @@ def describe_table(model: nn.Module, preprocessing: dict[str, Any], class_names:
     return example, "rows", ["batch", len(inputs)], name, metadata
 
 
+def describe_text(model: nn.Module, data: dict[str, Any], metadata: dict[str, str]) -> Description:
+    """describe() for a model of text: token ids in, as the tokenizer recorded in the metadata (Hugging Face
+    `tokenizers` JSON: Tokenizer.from_str) gives them, padded with 0 after each text."""
+    (length,) = data["input_shape"]
+    vocab = json.loads(data["tokenizer"])
+    size = len(vocab["model"]["vocab"]) + len([t for t in vocab["added_tokens"] if t["content"] not in
+                                                vocab["model"]["vocab"]])
+    language_model = data["task"] == "language_model"
+    metadata["dlx.tokenizer"] = data["tokenizer"]
+    metadata["dlx.input"] = (f"token ids, shape (batch, {'up to ' if language_model else ''}{length}), int64, from "
+                             "the tokenizer in the metadata entry dlx.tokenizer (Hugging Face tokenizers' JSON)"
+                             + ("" if language_model else f", each text padded with 0 ([PAD]) to {length}"))
+
+    def example(n: int) -> torch.Tensor:
+        generator = torch.Generator().manual_seed(n)
+        ids = torch.randint(4, max(size, 5), (n, length), generator=generator)  # past the special tokens
+        if not language_model:  # texts of different lengths: the padding masks are checked too
+            lengths = torch.randint(1, length + 1, (n, 1), generator=generator)
+            ids = ids.masked_fill(torch.arange(length) >= lengths, 0)
+        return ids
+
+    if language_model:
+        metadata["dlx.output"] = (f"logits of the next token at each position, shape (batch, tokens, {size}): their "
+                                  "softmax gives its probabilities")
+        return example, "tokens", ["batch", length], "logits", metadata
+    with torch.inference_mode():
+        outputs = model(example(1)).shape[1]
+    metadata["dlx.class_names"] = json.dumps(data["class_names"])
+    metadata["dlx.output"] = logits_description(outputs)
+    return example, "tokens", ["batch", length], "logits", metadata
+
+
 def write_onnx(model: nn.Module, example: torch.Tensor, path: Path, input_name: str, output_name: str,
                metadata: dict[str, str]) -> None:
     """torch.onnx.export with the torch.export-based exporter (PyTorch's maintained one; the TorchScript-based
@@ -264,6 +304,7 @@ def write_onnx(model: nn.Module, example: torch.Tensor, path: Path, input_name: 
         program.save(path, external_data=False)
     except Exception as err:  # the exporter's own errors are many; its first line says what it could not do
         reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        reason = re.sub(r"\x1b\[[0-9;]*m", "", reason)  # the exporter colours its messages for a terminal
         raise DlxError(f"torch.onnx.export could not export {type(model).__name__}: {reason}. A model with "
                        "Python control flow that depends on the input's values cannot be traced to a graph; "
                        "try --format torchscript.") from err
