@@ -1,5 +1,5 @@
-"""The README's "Your own data" examples, run as a user would run them: each shell block, in a new folder,
-with the installed `dlx` command."""
+"""The README's examples of your own data and of sequences, run as a user would run them: each shell block, in a
+new folder, with the installed `dlx` command."""
 
 import os
 import re
@@ -21,7 +21,7 @@ def shell_block_under(heading: str) -> str:
     return found.group(1)
 
 
-@pytest.mark.parametrize("heading", ["### A folder of images"])
+@pytest.mark.parametrize("heading", ["### A folder of images", "### Text classification", "### Language models"])
 def test_the_readme_example_runs_as_written(heading: str, tmp_path: Path) -> None:
     script = shell_block_under(heading)
     # The installed entry point, from the environment the tests run in; the cache in the test's own folder.
