@@ -114,7 +114,7 @@ def baseline(corpus: Path, val_fraction: float, test_fraction: float, split_seed
     splits = {name: "".join(texts) for name, texts in
               split_documents(documents, val_fraction, test_fraction, split_seed).items()}
     best = None
-    for order in (3, 4, 5, 6, 7):
+    for order in range(3, 10):
         model = KneserNey(splits["train"], order)
         val = model.bits_per_character(splits["val"])
         print(f"  {order}-gram: val {val:.4f} bits per character", flush=True)

@@ -60,7 +60,20 @@ def class_report(evaluated: Evaluated, worst: int = 0) -> ClassReport:
     report.worst = [{"index": int(i), "true": names[int(y[i])], "predicted": names[int(predicted[i])],
                      "probability": float(probs[i, predicted[i]])}
                     for i in wrong[confidence.argsort(descending=True)][:worst]]
+    if report.worst and evaluated.tokenizer is not None:
+        add_texts(report.worst, evaluated)
     return report
+
+
+def add_texts(rows: list[dict[str, Any]], evaluated: Evaluated) -> None:
+    """Each row's text, decoded from its token ids (as the model read it: lowercased, cut at max_length)."""
+    from dlx.data.tokens import decode_ids, tokenizer_from_json
+
+    assert evaluated.tokenizer is not None
+    tokenizer = tokenizer_from_json(evaluated.tokenizer, "the data set")
+    ids, _ = next(evaluated.raw.batches([torch.tensor([row["index"] for row in rows])]))
+    for row, text in zip(rows, ids.tolist()):
+        row["text"] = decode_ids(tokenizer, text)
 
 
 def class_figures(report: ClassReport, evaluated: Evaluated) -> dict[str, Any]:
@@ -135,7 +148,7 @@ def class_details(evaluated: Evaluated, checkpoint: Path, split: str, out_dir: P
         if out_dir is not None:
             raise
         warnings.append(f"{err} (The PNGs were not saved; the tables hold the same numbers.)")
-    if report.worst and "worst" not in report.files and not is_image(evaluated):
+    if report.worst and "worst" not in report.files and not is_image(evaluated) and evaluated.tokenizer is None:
         warnings.append("--worst: these inputs are not images, so they are listed but not drawn.")
     return report, warnings
 
@@ -166,10 +179,13 @@ def print_class_report(report: ClassReport, console: Any) -> None:
 
     if report.worst:
         worst = Table(title=f"{len(report.worst)} most confidently wrong", title_justify="left")
-        for column in ("index", "true", "predicted", "probability"):
-            worst.add_column(column, justify="right" if column in ("index", "probability") else "left")
+        texts = "text" in report.worst[0]
+        for column in ("index", "true", "predicted", "probability", *(["text"] if texts else [])):
+            worst.add_column(column, justify="right" if column in ("index", "probability") else "left",
+                             overflow="fold")
         for row in report.worst:
-            worst.add_row(str(row["index"]), escape(row["true"]), escape(row["predicted"]), f"{row['probability']:.4f}")
+            worst.add_row(str(row["index"]), escape(row["true"]), escape(row["predicted"]), f"{row['probability']:.4f}",
+                          *([escape(row["text"])] if texts else []))
         console.print(worst)
     for name, path in report.files.items():
         console.print(f"{name.replace('_', ' ')}: {escape(path)}", soft_wrap=True)

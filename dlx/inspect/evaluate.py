@@ -35,6 +35,7 @@ class Evaluated:
     class_names: list[str]
     batch_size: int
     mixed_precision: AbstractContextManager
+    tokenizer: str | None = None  # text: the data's tokenizer (JSON), to show the texts themselves
 
 
 def evaluate_checkpoint(path: Path, overrides: list[str], split: str, allow: list[str],
@@ -74,4 +75,4 @@ def evaluate_checkpoint(path: Path, overrides: list[str], split: str, allow: lis
     info = {"checkpoint": str(path), "split": split, "samples": samples, "step": checkpoint["state"]["step"],
             "model": cfg.model._target_, "dataset": cfg.dataset._target_, "device": device}
     return metrics, info, Evaluated(model, task, prepared, data.split(split), samples, data.class_names,
-                                    cfg.trainer.eval_batch_size, mixed_precision)
+                                    cfg.trainer.eval_batch_size, mixed_precision, data.tokenizer)
