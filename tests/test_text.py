@@ -112,7 +112,15 @@ def test_a_language_model_of_python_sources_learns_and_samples_reproducibly(work
 
 def test_text_models_refuse_data_they_cannot_read(texts_csv: Path, workdir: Path) -> None:
     text = ["dataset=text", f"dataset.path={texts_csv}", "dataset.text_column=review", "dataset.label_column=topic"]
+    (workdir / "empty.txt").write_text("")
+    for topic, content in (("blank", " \n"), ("full", "some text")):
+        (workdir / "folder" / topic).mkdir(parents=True)
+        (workdir / "folder" / topic / "1.txt").write_text(content)
     cases = [
+        (["model=gpt", "dataset=text_lm", f"dataset.path={workdir / 'empty.txt'}", "dataset.cache_dir=cache"],
+         "empty.txt holds no text"),
+        (["model=lstm", "dataset=text", f"dataset.path={workdir / 'folder'}"],
+         f"The class folder {workdir / 'folder' / 'blank'} holds only empty .txt files"),
         ([*text, "model=ffn"], "reads numbers, not text"),
         ([*text, "model=gpt"], "is a language model: it predicts each next token"),
         (["model=lstm", *LANGUAGE_MODEL_DATA], "classifies whole texts; a language model predicts each next token"),

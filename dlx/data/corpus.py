@@ -63,6 +63,8 @@ def load_corpus(path: str, tokenizer: TokenizerKind = "char", vocab_size: int = 
         documents = [Document(file, read_text_file(file, encoding_errors)) for file in files]
         cache.write(*tokenise(documents, settings))
     record = cache.record()
+    if record["characters"] == 0:
+        raise DlxError(f"{path} holds no text ({len(files)} empty file(s)). Point dataset.path at the corpus.")
     tokens = cache.tokens_path
     parts = {name: TokenBlocks(tokens, record["dtype"], record["splits"][name][0], record["splits"][name][1],
                                block_size, stride or block_size if name == "train" else block_size) for name in SPLITS}

@@ -85,8 +85,12 @@ def read_text_folder(root: Path, val_fraction: float, test_fraction: float, spli
         logger.info(f"Left out {len(empty):,} empty text file(s) of {root}, e.g. {files[empty[0]].path}")
         keep = sorted(set(range(len(files))) - set(empty))
         files, texts = [files[i] for i in keep], [texts[i] for i in keep]
-    splits = split_indices(files, layout, val_fraction, test_fraction, split_seed)
     labels = np.array([each.label for each in files], dtype=np.int64)
+    emptied = [name for label, name in enumerate(layout.class_names) if not (labels == label).any()]
+    if emptied:
+        raise DlxError(f"The class folder {layout.root / emptied[0]} holds only empty .txt files: there is no text "
+                       "of that class to learn from. Add texts to it, or remove the folder.")
+    splits = split_indices(files, layout, val_fraction, test_fraction, split_seed)
     return Texts(texts, labels, layout.class_names, splits, layout.root)
 
 
