@@ -93,7 +93,7 @@ class TransformerClassifier(nn.Module):
             if padding is not None:
                 padding = torch.cat([padding.new_zeros(len(x), 1), padding], dim=1)
         if self.positions is not None:
-            h = h + self.positions
+            h = h + self.positions[:, : h.shape[1]]  # text may come without its trailing padding: fewer tokens
         h = self.norm(self.encoder(h, src_key_padding_mask=padding))
         if self.pooling == "cls":
             return self.head(h[:, 0])

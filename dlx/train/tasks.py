@@ -24,6 +24,7 @@ from torch import nn
 from dlx.data import DataSplits, Loading
 from dlx.errors import DlxError
 from dlx.models.gan import GAN
+from dlx.models.layers import PAD
 from dlx.store.metrics import MetricsLog
 from dlx.ui.model_summary import Networks
 
@@ -48,6 +49,14 @@ def pixel_normalizer(data: DataSplits, device: str) -> Callable[[torch.Tensor], 
     mean = torch.tensor(data.pixel_mean, device=device).view(1, -1, 1, 1)
     std = torch.tensor(data.pixel_std, device=device).view(1, -1, 1, 1)
     return lambda x: (x - mean).div_(std)  # one new tensor, not two: whole splits pass through here
+
+
+def without_trailing_padding(tokens: torch.Tensor) -> torch.Tensor:
+    """Token ids (B, T) without the last columns, where every text of the batch has ended: the same outputs (the
+    models mask padding out), for less work when texts are shorter than dataset.max_length. Its one host
+    synchronisation is one that packing a recurrent network's sequences makes anyway."""
+    longest = int((tokens != PAD).sum(dim=1).max())
+    return tokens[:, : max(longest, 1)]
 
 
 class Task(Protocol):
@@ -115,8 +124,12 @@ class OneNetwork(ABC):
     def loss(self, output: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         """The batch's training loss from the model's output: each task defines its own."""
 
+    def model_input(self, x: torch.Tensor) -> torch.Tensor:
+        """A batch as the model is given it: as it comes (classifiers of text trim it)."""
+        return x
+
     def train_step(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, update: Update) -> Sums:
-        loss = self.loss(model(x), y)
+        loss = self.loss(model(self.model_input(x)), y)
         update("model", loss)
         # The loss only: a training accuracy would cost three more operations per step (a tenth of a
         # small model's step); accuracy is measured on validation.
@@ -155,11 +168,14 @@ class Classification(OneNetwork):
             return criterion(output, target)
         return criterion(logits, y)  # a user's own loss on (logits, class indices)
 
+    def model_input(self, x: torch.Tensor) -> torch.Tensor:
+        return without_trailing_padding(x) if self.token_input else x
+
     def predict(self, logits: torch.Tensor) -> torch.Tensor:
         return (logits[:, 0] > 0).long() if self.num_outputs == 1 else logits.argmax(dim=1)
 
     def eval_batch(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_index: int) -> Sums:
-        logits = model(x)
+        logits = model(self.model_input(x))
         return {"loss": self.loss(logits, y) * len(y), "acc": (self.predict(logits) == y).sum()}
 
 
