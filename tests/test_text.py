@@ -50,7 +50,7 @@ def test_a_text_classifier_learns_a_csv_and_classifies_new_texts(model: str, tex
     evaluated = json.loads(dlx("eval", str(checkpoint), "--json", cwd=workdir).stdout)
     assert evaluated["metrics"] == summary["test"]  # exactly
     tokenizer = load_checkpoint(checkpoint)["data"]["tokenizer"]
-    assert isinstance(tokenizer, str) and json.loads(tokenizer)["model"]["type"] == "WordPiece"
+    assert isinstance(tokenizer, str) and json.loads(tokenizer)["model"]["type"] == "BPE"
 
     new = workdir / "new.txt"
     new.write_text("the referee gave the team a goal\n\nspicy soup with bread from the oven\nthe server code has a bug\n")
@@ -71,7 +71,7 @@ def test_a_folder_of_text_files_with_fixed_splits(workdir: Path) -> None:
             (root / split / topic).mkdir(parents=True, exist_ok=True)
             (root / split / topic / f"{index}.txt").write_text(text, encoding="utf-8")
     (root / "train" / "food" / "empty.txt").write_text("  \n")
-    result = dlx("train", "dataset=text", f"dataset.path={root}", "dataset.tokenizer=bpe", "dataset.vocab_size=400",
+    result = dlx("train", "dataset=text", f"dataset.path={root}", "dataset.tokenizer=char", "dataset.vocab_size=400",
                  "model=gru", *SMALL_TEXT, "trainer.max_epochs=8", cwd=workdir)
     assert "Left out 1 empty text file(s)" in result.stdout
     summary = summary_of(latest_run(workdir))
@@ -168,3 +168,14 @@ def test_two_processes_train_one_text_classifier(texts_csv: Path, workdir: Path)
     assert summary["status"] == "completed" and len(digests) == 2 and digests[0] == digests[1]
     evaluated = json.loads(dlx("eval", str(run / "checkpoints" / "best.ckpt"), "--json", cwd=workdir).stdout)
     assert evaluated["metrics"] == pytest.approx(summary["test"], rel=1e-6)
+
+
+def test_a_checkpoint_is_not_evaluated_on_texts_that_changed_since(workdir: Path) -> None:
+    path = workdir / "texts.csv"
+    pd.DataFrame(topic_texts(200, seed=7), columns=["text", "label"]).to_csv(path, index=False)
+    dlx("train", "dataset=text", f"dataset.path={path}", "model=lstm", "trainer.smoke=true", "hydra.run.dir=run",
+        cwd=workdir)
+    pd.DataFrame([(text.upper() + " zebra quartz", label) for text, label in topic_texts(200, seed=8)],
+                 columns=["text", "label"]).to_csv(path, index=False)
+    refused = dlx("eval", "run/checkpoints/best.ckpt", cwd=workdir, expect=USER_ERROR)
+    assert "differ from those run/checkpoints/best.ckpt was trained on, in: tokenizer" in refused.stderr

@@ -45,7 +45,7 @@ class Texts:
     source: Path
 
 
-def load_text(path: str, text_column: str = "text", label_column: str = "label", tokenizer: TokenizerKind = "wordpiece",
+def load_text(path: str, text_column: str = "text", label_column: str = "label", tokenizer: TokenizerKind = "bpe",
               vocab_size: int = 8000, max_length: int = 128, lowercase: bool = True, val_fraction: float = 0.1,
               test_fraction: float = 0.1, split_seed: int = 0, split_column: str | None = None, sep: str | None = None,
               encoding_errors: str = "strict") -> DataSplits:

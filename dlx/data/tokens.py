@@ -2,13 +2,17 @@
 kept as the library's own JSON (never a pickle) in every checkpoint, so that `dlx predict`, `dlx sample` and
 `dlx eval` read new text exactly as training did.
 
-Three kinds (`dataset.tokenizer`):
+Two kinds (`dataset.tokenizer`):
 - `char`: one token per character (the characters of the training text, most frequent first); decoding gives
   the text back exactly. The natural choice for language models of small corpora and for generated tasks.
 - `bpe`: byte-level byte-pair encoding, GPT-2's scheme: merges learnt up to `vocab_size`, any text encodable
   (every byte is in the alphabet), decoding exact.
-- `wordpiece`: BERT's sub-words over lowercased words split at spaces and punctuation: the usual choice for
-  classifying text. Decoding gives the words back, not the original spacing.
+
+Both learn the same vocabulary from the same text in every process, which a run's resumption, its evaluation and
+the ranks of a data-parallel run rely on, since each learns it from the data again (tests/unit/test_data_tokens.py
+checks it). The library's WordPiece trainer does not: it numbers its "##" alphabet in the order of a hash map,
+which changes from process to process and with it which of two equally frequent merges is made, so dlx does not
+offer it.
 
 Every vocabulary starts with the same special tokens, so that padding is id 0 everywhere (the models' masks rely
 on it): [PAD] 0, [UNK] 1, [BOS] 2 (begin), [EOS] 3 (end).
@@ -27,18 +31,18 @@ from dlx.errors import DlxError
 if TYPE_CHECKING:
     from tokenizers import Tokenizer
 
-TokenizerKind = Literal["char", "bpe", "wordpiece"]
+TokenizerKind = Literal["char", "bpe"]
 SPECIAL_TOKENS = ["[PAD]", "[UNK]", "[BOS]", "[EOS]"]
 PAD_ID, UNK_ID, BOS_ID, EOS_ID = 0, 1, 2, 3
-KINDS: tuple[TokenizerKind, ...] = ("char", "bpe", "wordpiece")
+KINDS: tuple[TokenizerKind, ...] = ("char", "bpe")
 
 
 def train_tokenizer(texts: Sequence[str], kind: TokenizerKind, vocab_size: int, lowercase: bool = False) -> "Tokenizer":
     """A tokenizer of `kind` learnt from `texts` (the training split only), of at most `vocab_size` tokens
     counting the four special ones."""
     if kind not in KINDS:
-        raise DlxError(f'dataset.tokenizer="{kind}" is not a tokenizer dlx knows. Choose char (one token per '
-                       "character), bpe (byte-level byte-pair encoding) or wordpiece (BERT's sub-words).")
+        raise DlxError(f'dataset.tokenizer="{kind}" is not a tokenizer dlx knows. Choose bpe (byte-level byte-pair '
+                       "encoding, GPT-2's sub-words) or char (one token per character).")
     if vocab_size < len(SPECIAL_TOKENS) + 1:
         raise DlxError(f"dataset.vocab_size={vocab_size} leaves no room for text beside the {len(SPECIAL_TOKENS)} "
                        f"special tokens ({', '.join(SPECIAL_TOKENS)}). Give a larger vocab_size (e.g. 8000).")
@@ -55,21 +59,14 @@ def train_tokenizer(texts: Sequence[str], kind: TokenizerKind, vocab_size: int, 
         tokenizer = Tokenizer(models.WordLevel(vocab, unk_token="[UNK]"))
         tokenizer.pre_tokenizer = pre_tokenizers.Split(Regex(r"[\s\S]"), behavior="isolated")  # newlines too
         tokenizer.decoder = decoders.Fuse()
-    elif kind == "bpe":
+    else:
         tokenizer = Tokenizer(models.BPE())
         tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
         tokenizer.decoder = decoders.ByteLevel()
-        bpe_trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=SPECIAL_TOKENS, show_progress=False,
+        trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=SPECIAL_TOKENS, show_progress=False,
                                       initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
-        tokenizer.train_from_iterator(texts, trainer=bpe_trainer)
-    else:
-        tokenizer = Tokenizer(models.WordPiece(unk_token="[UNK]"))
-        tokenizer.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
-        tokenizer.decoder = decoders.WordPiece()
-        trainer = trainers.WordPieceTrainer(vocab_size=vocab_size, special_tokens=SPECIAL_TOKENS, show_progress=False)
         tokenizer.train_from_iterator(texts, trainer=trainer)
-    normalizer = [normalizers.NFC()] + ([normalizers.Lowercase()] if lowercase or kind == "wordpiece" else [])
-    tokenizer.normalizer = normalizers.Sequence(normalizer)
+    tokenizer.normalizer = normalizers.Sequence([normalizers.NFC(), *([normalizers.Lowercase()] if lowercase else [])])
     return tokenizer
 
 
@@ -91,7 +88,7 @@ def tokenizer_from_json(text: str, source: str) -> "Tokenizer":
 
 def tokenizer_kind(tokenizer: "Tokenizer") -> TokenizerKind:
     model = json.loads(tokenizer.to_str())["model"]["type"]
-    return {"WordLevel": "char", "BPE": "bpe", "WordPiece": "wordpiece"}[model]  # type: ignore[return-value]
+    return {"WordLevel": "char", "BPE": "bpe"}[model]  # type: ignore[return-value]
 
 
 @dataclass

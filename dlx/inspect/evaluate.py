@@ -15,6 +15,7 @@ from dlx.errors import DlxError
 from dlx.inspect.rebuild import load_weights
 from dlx.store.checkpoint import load_checkpoint
 from dlx.train.build import build_data, build_loading, build_model, build_task, fill_derived
+from dlx.train.checkpointing import changed_data, data_record
 from dlx.train.evaluate import autocast, evaluate
 from dlx.train.setup import resolve_device
 from dlx.train.state import Schedule
@@ -60,6 +61,13 @@ def evaluate_checkpoint(path: Path, overrides: list[str], split: str, allow: lis
     check_config(cfg)
     device = resolve_device(cfg.trainer.device)
     data = build_data(cfg)
+    changed = changed_data(checkpoint.get("data"), data_record(data))
+    if changed:
+        raise DlxError(f"The data this config reads now differ from those {path} was trained on, in: "
+                       f"{', '.join(changed)} (the files changed since training: other texts give another "
+                       "vocabulary, other rows or images other statistics). Its numbers would mean nothing here: "
+                       "evaluate it on the data it was trained on (dataset.path=..., dataset.root=...), or train "
+                       "again on these.")
     task = build_task(cfg, data, device)
     fill_derived(cfg, data, task)  # the stored config has them already: the same values
     model = build_model(cfg)

@@ -2,6 +2,7 @@
 steps, and when stopped), the one before it as previous.ckpt, and best.ckpt whenever the monitored metric
 improved. Each file is complete or absent (dlx.store.checkpoint writes atomically); rank 0 alone writes."""
 
+import json
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -67,14 +68,37 @@ def checkpoint_payload(config: dict[str, Any], model: nn.Module, optimizers: dic
     if rng_per_rank:  # data-parallel: each rank's generators (its dropout masks, its noise), in rank order
         payload["rng_per_rank"] = rng_per_rank
     if data is not None:  # what `dlx predict` and `dlx export` need to prepare new inputs as training did
-        record: dict[str, Any] = {
-            "task": data.task, "input_shape": data.input_shape, "class_names": [str(c) for c in data.class_names],
-            "pixel_mean": None if data.pixel_mean is None else [float(v) for v in data.pixel_mean],
-            "pixel_std": None if data.pixel_std is None else [float(v) for v in data.pixel_std],
-        }
-        if data.preprocessing is not None:  # plain values: a table's columns, statistics and categories
-            record["preprocessing"] = data.preprocessing
-        if data.tokenizer is not None:  # the tokenizer's own JSON: a string, never a pickle
-            record["tokenizer"] = data.tokenizer
-        payload["data"] = record
+        payload["data"] = data_record(data)
     return payload
+
+
+def data_record(data: DataSplits) -> dict[str, Any]:
+    """What a checkpoint records of its data, as plain values: the task, the shape of a sample, the class names,
+    and how inputs were prepared (pixel statistics, a table's encoding, a tokenizer)."""
+    record: dict[str, Any] = {
+        "task": data.task, "input_shape": data.input_shape, "class_names": [str(c) for c in data.class_names],
+        "pixel_mean": None if data.pixel_mean is None else [float(v) for v in data.pixel_mean],
+        "pixel_std": None if data.pixel_std is None else [float(v) for v in data.pixel_std],
+    }
+    if data.preprocessing is not None:  # plain values: a table's columns, statistics and categories
+        record["preprocessing"] = data.preprocessing
+    if data.tokenizer is not None:  # the tokenizer's own JSON: a string, never a pickle
+        record["tokenizer"] = data.tokenizer
+    return record
+
+
+def changed_data(stored: dict[str, Any] | None, current: dict[str, Any]) -> list[str]:
+    """What differs between the data a checkpoint was trained on and the same config's data now (the files
+    changed since: other texts give another vocabulary, other rows other statistics); nothing for checkpoints
+    that record no data."""
+    if stored is None:
+        return []
+    def comparable(key: str, record: dict[str, Any]) -> Any:
+        value = record.get(key)
+        if key == "tokenizer" and isinstance(value, str):
+            return json.loads(value)  # the library writes the same vocabulary's keys in varying order
+        if key == "preprocessing" and isinstance(value, dict):
+            return {name: part for name, part in value.items() if name != "source"}  # a file may move and be renamed
+        return value
+
+    return [key for key in sorted(set(stored) | set(current)) if comparable(key, stored) != comparable(key, current)]

@@ -150,3 +150,15 @@ def test_the_model_and_optimizer_state_load_back_into_fresh_objects(tmp_path: Pa
     fresh_optimizer.load_state_dict(checkpoint["optimizers"]["model"])
     assert torch.equal(fresh_optimizer.state_dict()["state"][0]["momentum_buffer"],
                        optimizer.state_dict()["state"][0]["momentum_buffer"])
+
+
+def test_changed_data_names_what_differs_and_ignores_what_may_vary() -> None:
+    from dlx.train.checkpointing import changed_data
+
+    record = {"task": "classification", "class_names": ["a", "b"], "tokenizer": '{"x": 1, "y": 2}',
+              "preprocessing": {"source": "rows.csv", "numeric": [1.0]}}
+    same = {**record, "tokenizer": '{"y": 2, "x": 1}', "preprocessing": {"source": "moved.csv", "numeric": [1.0]}}
+    assert changed_data(record, same) == []
+    assert changed_data(record, {**record, "class_names": ["a", "c"], "tokenizer": '{"x": 3}'}) == ["class_names",
+                                                                                                  "tokenizer"]
+    assert changed_data(None, record) == []  # a checkpoint from before the data record
