@@ -14,11 +14,13 @@ from dlx.store.metrics import read_metrics
 
 MODELS = sorted(path.stem for path in (config_dir() / "model").glob("*.yaml"))
 # What each family needs to train on bundled data; everything else is the shipped default.
-EXTRA = {"perceptron": ["dataset=breast_cancer", "loss=bce"]}
+PAIRS = ["dataset=generated_pairs", "dataset.num_samples=400", "dataset.max_length=6"]
+EXTRA = {"perceptron": ["dataset=breast_cancer", "loss=bce"], "seq2seq": PAIRS, "seq2seq_lstm": PAIRS}
 
 
 def test_every_shipped_model_is_covered() -> None:
-    assert set(MODELS) == {"perceptron", "ffn", "cnn", "rnn", "lstm", "gru", "transformer", "gan"}
+    assert set(MODELS) == {"perceptron", "ffn", "cnn", "rnn", "lstm", "gru", "transformer", "gan", "seq2seq",
+                           "seq2seq_lstm"}
 
 
 @pytest.mark.parametrize("model", MODELS)

@@ -83,6 +83,8 @@ def fill_derived(cfg: DictConfig, data: DataSplits, task: Task, total_steps: int
     filled: dict[str, Any] = {"input_shape": data.input_shape}
     if data.tokenizer is not None:
         filled["vocab_size"] = data.vocab_size
+    if data.target_length is not None:
+        filled["max_target_length"] = data.target_length
     if task.num_outputs is not None:
         filled["num_outputs"] = task.num_outputs
     accepted = inspect.signature(locate_target("model", cfg.model._target_)).parameters
@@ -90,6 +92,10 @@ def fill_derived(cfg: DictConfig, data: DataSplits, task: Task, total_steps: int
         for key, value in filled.items():
             if key in accepted:
                 cfg.model[key] = value
+    if "vocab_size" in accepted and OmegaConf.is_missing(cfg.model, "vocab_size"):
+        raise DlxError(f"model._target_={cfg.model._target_} reads token ids, and its vocab_size comes from the "
+                       f"tokenizer of a text data set; dataset._target_={cfg.dataset._target_} gives no text. Choose "
+                       "a data set of text (e.g. dataset=pairs or dataset=generated_pairs for an encoder-decoder).")
     scheduler = cfg.get("scheduler")
     if total_steps is not None and scheduler and "_target_" in scheduler:
         with open_dict(scheduler):
