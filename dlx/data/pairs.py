@@ -17,8 +17,9 @@ import gzip
 import io
 import logging
 import lzma
+from collections.abc import Callable
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
@@ -32,7 +33,7 @@ from dlx.errors import DlxError
 logger = logging.getLogger("dlx")
 
 GeneratedTask = Literal["reverse", "sort", "addition"]
-OPENERS = {".gz": gzip.open, ".bz2": bz2.open, ".xz": lzma.open}  # compressed text whose bytes dlx checks itself
+OPENERS: dict[str, Callable[..., Any]] = {".gz": gzip.open, ".bz2": bz2.open, ".xz": lzma.open}  # compressed text whose bytes dlx checks itself
 SHOWN_ROWS = 5  # rows named in a message
 
 

@@ -17,7 +17,8 @@ from dlx.config.checks import locate_target
 from dlx.data import DataSplits, InMemory, Loading
 from dlx.errors import DlxError
 from dlx.models.gan import GAN
-from dlx.train.tasks import Task, make_task
+from dlx.models.seq2seq import EncoderDecoder
+from dlx.train.tasks import Task, make_task, not_an_encoder_decoder
 
 
 def call(group: str, node: DictConfig, **filled: Any) -> Any:
@@ -69,6 +70,8 @@ def build_task(cfg: DictConfig, data: DataSplits, device: str) -> Task:
     criterion = call("loss", cfg.loss)
     model_class = locate_target("model", cfg.model._target_)
     is_gan = inspect.isclass(model_class) and issubclass(model_class, GAN)
+    if data.task == "seq2seq" and not (inspect.isclass(model_class) and issubclass(model_class, EncoderDecoder)):
+        raise not_an_encoder_decoder(cfg.model._target_)
     return make_task(criterion, data, device, is_gan)
 
 

@@ -308,12 +308,15 @@ class TeacherForcedSummary(nn.Module):
         return self.model(src, tgt_in)
 
 
+def not_an_encoder_decoder(name: str) -> DlxError:
+    return DlxError(f"model {name} is not an encoder-decoder, but the data set gives pairs of sequences (source ids "
+                    "in, target ids out). Train model=seq2seq (a Transformer) or model=seq2seq_lstm (an LSTM with "
+                    "attention), or a model of yours derived from dlx.models.seq2seq.EncoderDecoder.")
+
+
 def as_encoder_decoder(model: nn.Module) -> EncoderDecoder:
     if not isinstance(model, EncoderDecoder):
-        raise DlxError(f"model {type(model).__name__} is not an encoder-decoder, but the data set gives pairs of "
-                       "sequences (source ids in, target ids out). Train model=seq2seq (a Transformer) or "
-                       "model=seq2seq_lstm (an LSTM with attention), or a model of yours derived from "
-                       "dlx.models.seq2seq.EncoderDecoder.")
+        raise not_an_encoder_decoder(type(model).__name__)
     return model
 
 
