@@ -66,6 +66,10 @@ def test_transformer_trains_and_eval_reproduces_its_test_numbers_and_decodes_by_
     shown = dlx("eval", checkpoint, "beam=3", cwd=transformer_run).stdout
     assert "beam search of 3" in shown and "exact_match" in shown
     assert "whole number of 1 or more" in failing("eval", checkpoint, "beam=0", cwd=transformer_run)
+    dlx("plot", str(transformer_run), "--metric", "val/exact_match", "--out", "curves.png", cwd=transformer_run)
+    assert (transformer_run / "curves.png").stat().st_size > 0
+    report = dlx("report", str(transformer_run), cwd=transformer_run).stdout
+    assert "report.html" in report and "exact_match" in (transformer_run / "report.html").read_text()
 
 
 def test_predict_decodes_a_text_file_and_a_table(transformer_run: Path, tmp_path: Path) -> None:
@@ -96,10 +100,39 @@ def test_predict_decodes_a_text_file_and_a_table(transformer_run: Path, tmp_path
                                                      str(tmp_path / "sources.txt"), cwd=tmp_path)
 
 
+def test_the_exported_encoder_and_decoder_decode_as_dlx_predict_does(transformer_run: Path, tmp_path: Path) -> None:
+    import numpy as np
+    import onnxruntime
+    from tokenizers import Tokenizer
+
+    checkpoint = str(transformer_run / "checkpoints" / "best.ckpt")
+    result = dlx("export", checkpoint, "--format", "onnx", "--out", str(tmp_path / "rev.onnx"), cwd=tmp_path)
+    assert "Checked: run by onnxruntime, both files" in result.stdout
+    encoder, decoder = (onnxruntime.InferenceSession(str(tmp_path / f"rev.{part}.onnx")) for part in ("encoder",
+                                                                                                       "decoder"))
+    tokenizer = Tokenizer.from_file(str(tmp_path / "rev.tokenizer.json"))
+    (tmp_path / "sources.txt").write_text("abcd\nfe\n")
+    expected = [row["prediction"] for row in json.loads(dlx("predict", checkpoint, str(tmp_path / "sources.txt"),
+                                                                "--json", cwd=tmp_path).stdout)["predictions"]]
+    for source, prediction in zip(["abcd", "fe"], expected):  # greedy decoding, as the export's metadata says
+        src = np.array([tokenizer.encode(source, add_special_tokens=False).ids], dtype=np.int64)
+        memory = encoder.run(None, {"source_ids": src})[0]
+        target = [2]
+        while target[-1] != 3 and len(target) < 10:
+            logits = decoder.run(None, {"memory": memory, "source_ids": src,
+                                        "target_ids": np.array([target], dtype=np.int64)})[0]
+            step = logits[0, -1].copy()
+            step[[0, 2]] = -np.inf  # [PAD] and [BOS] are never predicted
+            target.append(int(step.argmax()))
+        assert tokenizer.decode(target[1:-1]) == prediction
+
+
 def test_lstm_with_attention_learns_to_reverse(workdir: Path) -> None:
     dlx("train", *REVERSE, *LSTM, "optimizer.lr=0.01", "trainer.max_epochs=6", cwd=workdir)
-    test = summary_of(latest_run(workdir))["test"]
+    run = latest_run(workdir)
+    test = summary_of(run)["test"]
     assert test["exact_match"] >= 0.9 and test["cer"] <= 0.05, test
+    assert "packs each source by its length" in failing("export", str(run / "checkpoints" / "best.ckpt"), cwd=workdir)
 
 
 def test_a_pairs_file_trains_with_wordpiece_and_predicts_on_a_table_column(workdir: Path) -> None:
@@ -157,7 +190,7 @@ def test_models_and_data_that_do_not_fit_say_so(workdir: Path) -> None:
     assert "not an encoder-decoder" in failing("train", "model=lstm", *REVERSE, "trainer.smoke=true", cwd=workdir)
     assert "Use loss=cross_entropy" in failing("train", *TRANSFORMER, *REVERSE, "loss=mse", "trainer.smoke=true",
                                                cwd=workdir)
-    assert "Choose reverse, sort or addition" in failing("train", *TRANSFORMER, *REVERSE, "dataset.task=sum",
+    assert "expects one of reverse, sort, addition" in failing("train", *TRANSFORMER, *REVERSE, "dataset.task=sum",
                                                          "trainer.smoke=true", cwd=workdir)
 
 
