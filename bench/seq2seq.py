@@ -1,5 +1,5 @@
 """Measure the encoder-decoders through the real CLI: exact match on held-out pairs of the generated reversal and
-addition tasks (the shipped experiments), and of a pairs file of numbers written in digits and in English words.
+addition tasks (the shipped experiments), and of a pairs file of numbers written in English words and in digits.
 
     python bench/seq2seq.py                          # reverse, addition, numbers; seeds 0 1 2, one run at a time
     python bench/seq2seq.py numbers --seeds 0        # one task, one seed
@@ -10,7 +10,8 @@ Each run is `dlx train +experiment=seq2seq_TASK trainer.seed=S` as a whole proce
 best.ckpt beam=4 --json` on the same test split. The numbers file is written first, the same for every seed:
 every number from 0 to 9,999 in digits and in words (num2words, `pip install num2words`), a tab between them. Each
 run's summary.json is kept as docs/results/seq2seq_TASK/seed_S.json with the commands, the end-to-end time, the
-beam-search test metrics, the machine and its load average when the run started (the machine is shared).
+beam-search test metrics, the machine, its load average when the run started (the machine is shared) and
+OMP_NUM_THREADS (set it to 1 to run several tasks side by side: `OMP_NUM_THREADS=1 python bench/seq2seq.py reverse &`).
 """
 
 import argparse
@@ -33,7 +34,7 @@ TASKS = {
 DESCRIPTIONS = {
     "reverse": "reverse 4 to 12 letters (generated)",
     "addition": "add two numbers below 1,000, in digits (generated)",
-    "numbers": "0 to 9,999 in digits -> English words (num2words)",
+    "numbers": "0 to 9,999 in English words -> digits (num2words)",
 }
 BEAM = 4
 
@@ -65,7 +66,8 @@ def run(task: str, seed: int) -> dict:
         beam = json.loads(dlx(evaluate, folder).stdout)["metrics"]
         return summary | {"command": "dlx " + " ".join(train), "end_to_end_s": round(elapsed, 1),
                           "beam_command": "dlx " + " ".join(evaluate), f"test_beam{BEAM}": beam,
-                          "machine": machine(), "load_average_at_start": round(load, 2)}
+                          "machine": machine(), "load_average_at_start": round(load, 2),
+                          "omp_num_threads": os.environ.get("OMP_NUM_THREADS")}
 
 
 def table() -> str:
@@ -87,9 +89,10 @@ def table() -> str:
         times = [r["end_to_end_s"] for r in runs]
         loads = [r["load_average_at_start"] for r in runs]
         command = runs[0]["command"].replace(" trainer.seed=0", "")
+        threads = f", {runs[0]['omp_num_threads']} thread(s) per run" if runs[0].get("omp_num_threads") else ""
         rows.append(f"| {DESCRIPTIONS[task]} | `{command}` | {mean(exact)} (n={len(runs)}) | {mean(beam)} | "
                     f"{mean(chrf, percent=False)} | {mean(cer)} | {statistics.mean(times):.0f} s (end to end) | "
-                    f"{runs[0]['machine']}, shared (load average {min(loads):.1f} to {max(loads):.1f}) |")
+                    f"{runs[0]['machine']}{threads}, shared (load average {min(loads):.1f} to {max(loads):.1f}) |")
     return "\n".join(rows) + "\n"
 
 
