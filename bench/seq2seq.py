@@ -11,12 +11,14 @@ best.ckpt beam=4 --json` on the same test split. The numbers file is written fir
 every number from 0 to 9,999 in digits and in words (num2words, `pip install num2words`), a tab between them. Each
 run's summary.json is kept as docs/results/seq2seq_TASK/seed_S.json with the commands, the end-to-end time, the
 beam-search test metrics, the machine, its load average when the run started (the machine is shared) and
-OMP_NUM_THREADS (set it to 1 to run several tasks side by side: `OMP_NUM_THREADS=1 python bench/seq2seq.py reverse &`).
+OMP_NUM_THREADS (set it to 1 to run several tasks side by side: `OMP_NUM_THREADS=1 python bench/seq2seq.py reverse &`);
+its best checkpoint is kept beside it as seed_S.ckpt (not committed: *.ckpt is ignored) for `dlx predict`.
 """
 
 import argparse
 import json
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -64,6 +66,8 @@ def run(task: str, seed: int) -> dict:
         summary = json.loads((Path(folder) / "run" / "summary.json").read_text())
         evaluate = ["eval", "run/checkpoints/best.ckpt", f"beam={BEAM}", "--json"]
         beam = json.loads(dlx(evaluate, folder).stdout)["metrics"]
+        shutil.copyfile(Path(folder) / "run" / "checkpoints" / "best.ckpt",  # for `dlx predict`; git ignores it
+                        RESULTS / f"seq2seq_{task}" / f"seed_{seed}.ckpt")
         return summary | {"command": "dlx " + " ".join(train), "end_to_end_s": round(elapsed, 1),
                           "beam_command": "dlx " + " ".join(evaluate), f"test_beam{BEAM}": beam,
                           "machine": machine(), "load_average_at_start": round(load, 2),
