@@ -35,7 +35,7 @@ TASKS = {
 }
 DESCRIPTIONS = {
     "reverse": "reverse 4 to 12 letters (generated)",
-    "addition": "add two numbers below 1,000, in digits (generated)",
+    "addition": "add two numbers below 100, in digits (generated)",
     "numbers": "0 to 9,999 in English words -> digits (num2words)",
 }
 BEAM = 4
