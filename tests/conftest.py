@@ -76,6 +76,7 @@ SMALL_LANGUAGE_MODELS = {
     "lstm_lm": ["model.embedding_dim=32", "model.hidden_size=32", "model.num_layers=1"],
     "gru_lm": ["model.embedding_dim=32", "model.hidden_size=32", "model.num_layers=1"],
 }
+PAIRS = ["dataset=generated_pairs", "dataset.num_samples=400", "dataset.max_length=6"]
 # What each shipped model needs to train on bundled data; everything else is the shipped default.
-MODEL_DATA = {"perceptron": ["dataset=breast_cancer", "loss=bce"],
+MODEL_DATA = {"perceptron": ["dataset=breast_cancer", "loss=bce"], "seq2seq": PAIRS, "seq2seq_lstm": PAIRS,
               **{name: [*LANGUAGE_MODEL_DATA, *small] for name, small in SMALL_LANGUAGE_MODELS.items()}}

@@ -121,10 +121,13 @@ def test_text_models_refuse_data_they_cannot_read(texts_csv: Path, workdir: Path
          "empty.txt holds no text"),
         (["model=lstm", "dataset=text", f"dataset.path={workdir / 'folder'}"],
          f"The class folder {workdir / 'folder' / 'blank'} holds only empty .txt files"),
-        ([*text, "model=ffn"], "reads numbers, not text"),
-        ([*text, "model=gpt"], "is a language model: it predicts each next token"),
-        (["model=lstm", *LANGUAGE_MODEL_DATA], "classifies whole texts; a language model predicts each next token"),
-        (["model=gpt"], "is a model of text, but this data set is not text"),
+        ([*text, "model=ffn"], "is one of the models of images or numbers, but this data set gives texts and their "
+                               "classes. Choose one of the classifiers of text"),
+        ([*text, "model=gpt"], "is one of the language models, but this data set gives texts and their classes"),
+        (["model=lstm", *LANGUAGE_MODEL_DATA], "gives a corpus for a language model. Choose one of the language models"),
+        (["model=gpt"], "GPT (dlx.models.gpt.GPT) is one of the language models, but this data set gives images or "
+                        "numbers. Choose one of the models of images or numbers (model=ffn, cnn, lstm, ...), or train "
+                        "GPT on dataset=text_lm dataset.path=FILE."),
         ([*text[:2], "dataset.text_column=reveiw", "model=lstm"],
          'dataset.text_column=reveiw is not a column of'),
         (["model=gpt", *LANGUAGE_MODEL_DATA, "dataset.block_size=100000"], "fewer tokens than one block"),
@@ -146,16 +149,17 @@ def test_text_that_is_not_utf8_is_named_with_its_byte_or_read_with_replacements(
     path.write_bytes(bad)
     args = ["train", "dataset=text", f"dataset.path={path}", "model=lstm", "trainer.smoke=true"]
     refused = dlx(*args, cwd=workdir, expect=USER_ERROR)
-    assert f"{path} is not UTF-8 text: the byte at offset 1,003 (e9 20" in refused.stderr
+    line = data[:1000].count(b"\n") + 1
+    assert f"{path} is not UTF-8 text: byte offset 1,003 (line {line}) holds b'\\xe9" in refused.stderr
     assert "dataset.encoding_errors=replace" in refused.stderr and "Traceback" not in refused.stderr
     accepted = dlx(*args, "dataset.encoding_errors=replace", cwd=workdir)
-    assert "1 character(s) that are not UTF-8 read as U+FFFD" in accepted.stdout
+    assert "1 character(s) that were not UTF-8 replaced by U+FFFD" in accepted.stdout
 
     corpus = workdir / "corpus.txt"
     corpus.write_bytes(b"plain text\n" * 10 + b"\xff\xfe" + b"more text\n" * 10)
     refused = dlx("train", "model=gpt", "dataset=text_lm", f"dataset.path={corpus}", "trainer.smoke=true",
                   cwd=workdir, expect=USER_ERROR)
-    assert "the byte at offset 110 (ff fe" in refused.stderr
+    assert "byte offset 110 (line 11) holds b'\\xff\\xfe" in refused.stderr
 
 
 def test_two_processes_train_one_text_classifier(texts_csv: Path, workdir: Path) -> None:

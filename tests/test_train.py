@@ -17,7 +17,7 @@ MODELS = sorted(path.stem for path in (config_dir() / "model").glob("*.yaml"))
 
 def test_every_shipped_model_is_covered() -> None:
     assert set(MODELS) == {"perceptron", "ffn", "cnn", "rnn", "lstm", "gru", "transformer", "gan", "gpt", "lstm_lm",
-                           "gru_lm"}
+                           "gru_lm", "seq2seq", "seq2seq_lstm"}
 
 
 @pytest.mark.parametrize("model", MODELS)

@@ -13,7 +13,8 @@ def eval_command(
     checkpoint: Path = typer.Argument(..., help="A .ckpt file written by dlx train."),
     overrides: Optional[list[str]] = typer.Argument(
         None, help="key=value changes to the stored config (dataset.root=..., trainer.device=cpu); split=val; "
-        "for a GAN, classifier=CLASSIFIER.ckpt scores its samples with that classifier."
+        "for a GAN, classifier=CLASSIFIER.ckpt scores its samples with that classifier; for an encoder-decoder, "
+        "beam=N decodes by beam search of N hypotheses (training's evaluations decode greedily)."
     ),
     split: str = typer.Option("test", help="Which split to evaluate: test, val or train."),
     json_output: bool = typer.Option(False, "--json", help="Print one JSON object on stdout instead of a table."),

@@ -18,9 +18,14 @@ def export_command(
 ) -> None:
     """Export a checkpoint's model to ONNX or TorchScript, checked to give the checkpoint's outputs.
 
-    Image models take raw pixels in [0, 1]: the training normalisation is inside the exported graph."""
+    Image models take raw pixels in [0, 1]: the training normalisation is inside the exported graph. An
+    encoder-decoder (model=seq2seq) exports its encoder and its decoder as two files, with its tokenizer."""
     from dlx.inspect.export import export_checkpoint, print_exported
+    from dlx.inspect.export_seq2seq import ExportedPair, print_exported_pair
 
     with errors_reported():
         exported = export_checkpoint(checkpoint, fmt, out, allow, config_dirs)
-    print_exported(exported, checkpoint)
+    if isinstance(exported, ExportedPair):
+        print_exported_pair(exported, checkpoint)
+    else:
+        print_exported(exported, checkpoint)

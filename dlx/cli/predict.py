@@ -1,5 +1,6 @@
 """`dlx predict CHECKPOINT IMAGES...` (a classifier on image files), `dlx predict CHECKPOINT ROWS.csv` (a model
-trained on a table, on new rows) and `dlx sample CHECKPOINT` (a GAN's samples)."""
+trained on a table, on new rows), `dlx predict CHECKPOINT SOURCES.txt` (an encoder-decoder's targets) and
+`dlx sample CHECKPOINT` (a GAN's samples)."""
 
 import json
 import sys
@@ -15,13 +16,18 @@ def predict_command(
     checkpoint: Path = typer.Argument(..., help="A .ckpt file written by dlx train."),
     inputs: list[Path] = typer.Argument(..., metavar="IMAGES_OR_TABLE...",
                                         help="PNG or JPEG files, or folders of them, for a model of images; one "
-                                        "CSV, TSV or Parquet file of rows for a model trained with dataset=table."),
+                                        "CSV, TSV or Parquet file of rows for a model trained with dataset=table; "
+                                        "for an encoder-decoder, a text file of one source per line or a table "
+                                        "with a source column."),
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="Tables: the file to write, the rows with their "
-                                       "predictions (.csv, .tsv or .parquet); default RUN/predictions/ROWS_FILE."),
+                                       "predictions (.csv, .tsv or .parquet); default RUN/predictions/ROWS_FILE. "
+                                       "Text classifiers and encoder-decoders given a .txt file: default printed."),
     top_k: int = typer.Option(3, "--top-k", "-k", help="Images and texts: how many of the most probable classes to "
                               "show."),
     column: Optional[str] = typer.Option(None, "--column", help="Text classifiers, on a table: the column of texts "
                                          "(default: the training data's dataset.text_column)."),
+    beam: int = typer.Option(1, "--beam", help="Encoder-decoders: decode by beam search of N hypotheses (1: "
+                             "greedy)."),
     json_output: bool = typer.Option(False, "--json", help="Print JSON on stdout instead of a table."),
     allow: list[str] = typer.Option([], "--allow", help=ALLOW_HELP),
     config_dirs: list[Path] = typer.Option([], "--config-dir", "-cd", help=CONFIG_DIR_HELP),
@@ -32,10 +38,20 @@ def predict_command(
     Rows are encoded as the training rows were (standardised numbers, one-hot categories: the checkpoint records
     how) and written back with a `prediction` column and, for a classifier, `probability_<class>` columns."""
     from dlx.inspect.predict import TablePredictions, predict, print_predictions, print_table_predictions
+    from dlx.inspect.translate import Translations, print_translations
 
     with errors_reported():
-        predictions = predict(checkpoint, inputs, top_k, allow, config_dirs, out, column)
-    if isinstance(predictions, TablePredictions):
+        predictions = predict(checkpoint, inputs, top_k, allow, config_dirs, out, column, beam)
+    if isinstance(predictions, Translations):
+        warn(predictions.warnings)
+        if json_output:
+            print(json.dumps({"checkpoint": str(checkpoint), "sources": str(predictions.sources),
+                              "out": None if predictions.out is None else str(predictions.out),
+                              "beam": predictions.beam, "predictions": predictions.rows,
+                              "warnings": predictions.warnings}))
+        else:
+            print_translations(predictions, checkpoint)
+    elif isinstance(predictions, TablePredictions):
         warn(predictions.warnings)
         if json_output:
             print(json.dumps({"checkpoint": str(checkpoint), "rows": str(predictions.rows),

@@ -18,7 +18,7 @@ from dlx.errors import DlxError, did_you_mean, format_choices
 
 # Constructor arguments that dlx fills in from the data or the run, so a YAML need not (or must not) set them.
 FILLED_BY_DLX = {
-    "model": {"input_shape", "num_outputs", "vocab_size"},
+    "model": {"input_shape", "num_outputs", "vocab_size", "max_target_length"},
     "dataset": set(),
     "optimizer": {"params"},
     "loss": set(),

@@ -125,6 +125,13 @@ class DataSplits:
         return int(tokenizer_from_json(self.tokenizer, "the data set").get_vocab_size())
 
     @property
+    def target_length(self) -> int | None:
+        """Seq2seq: the width of the target rows ([BOS] tokens [EOS], padded), the longest target a decoder writes."""
+        if self.task != "seq2seq":
+            return None
+        return int(self.train.labels().shape[1])
+
+    @property
     def is_image(self) -> bool:
         return self.pixel_mean is not None
 

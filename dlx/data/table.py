@@ -27,7 +27,6 @@ Everything is vectorised pandas/NumPy (no Python loop over rows): a million rows
 pandas.read_csv plus the standardisation written by hand (bench/tables.py measures the two side by side).
 """
 
-import io
 import logging
 import math
 from dataclasses import dataclass, field
@@ -131,10 +130,9 @@ def is_table_file(path: Path) -> bool:
 
 
 def read_table(path: Path, sep: str | None = None, na_values: list[str] | None = None,
-               as_text: bool = False, decoded: io.StringIO | None = None) -> pd.DataFrame:
+               as_text: bool = False) -> pd.DataFrame:
     """The file as a DataFrame: typed by pyarrow's inference, or every cell as the text written in it
-    (`as_text`, empty cells as ""), or a DlxError that says what is wrong with the file. A text file's content
-    may come `decoded` already (dlx.data.text reads bytes that are not UTF-8 as U+FFFD)."""
+    (`as_text`, empty cells as ""), or a DlxError that says what is wrong with the file."""
     if not path.exists():
         raise DlxError(f"{path} does not exist. Point dataset.path at your table file (a relative path is read "
                        f"from the folder dlx runs in, {Path.cwd()}; `dlx eval CKPT dataset.path=FILE` evaluates a "
@@ -148,9 +146,9 @@ def read_table(path: Path, sep: str | None = None, na_values: list[str] | None =
         if kind == "parquet":
             frame = pd.read_parquet(path)
         elif as_text:
-            frame = pd.read_csv(decoded or path, sep=separator, engine="pyarrow", dtype=str, keep_default_na=False)
+            frame = pd.read_csv(path, sep=separator, engine="pyarrow", dtype=str, keep_default_na=False)
         else:
-            frame = pd.read_csv(decoded or path, sep=separator, engine="pyarrow", na_values=na_values or None)
+            frame = pd.read_csv(path, sep=separator, engine="pyarrow", na_values=na_values or None)
     except pd.errors.EmptyDataError:
         frame = pd.DataFrame()
     except (ValueError, OSError, pd.errors.ParserError, pyarrow.ArrowException) as err:

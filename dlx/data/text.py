@@ -13,17 +13,23 @@ Text must be UTF-8. A file that is not is refused with the file and the byte off
 dataset.encoding_errors=replace, which reads such bytes as U+FFFD (the replacement character) and counts them.
 """
 
-import codecs
+import bz2
+import gzip
 import io
 import logging
+import lzma
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
+import pandas as pd
 import torch
 
 from dlx.data import DataSplits, InMemory
 from dlx.data.class_folders import FileKind, scan_class_folders, split_indices
+from dlx.data.table import missing_columns, read_table, table_format
 from dlx.data.tokens import TokenizerKind, encode_texts, train_tokenizer
 from dlx.errors import DlxError
 
@@ -31,7 +37,7 @@ logger = logging.getLogger("dlx")
 
 TEXT_FILES = FileKind(".txt files", (".txt",), "dataset.path", "1.txt")
 ENCODING_ERRORS = ("strict", "replace")
-DECODE_CHUNK = 1 << 20
+OPENERS: dict[str, Callable[..., Any]] = {".gz": gzip.open, ".bz2": bz2.open, ".xz": lzma.open}  # compressed text whose bytes dlx checks itself
 
 
 @dataclass
@@ -57,8 +63,8 @@ def load_text(path: str, text_column: str = "text", label_column: str = "label",
     if source.is_dir():
         texts = read_text_folder(source, val_fraction, test_fraction, split_seed, encoding_errors)
     else:
-        texts = read_text_table(source, text_column, label_column, split_column, sep, val_fraction, test_fraction,
-                                split_seed, encoding_errors)
+        texts = read_labelled_table(source, text_column, label_column, split_column, sep, val_fraction,
+                                    test_fraction, split_seed, encoding_errors)
     train_texts = [texts.texts[i] for i in texts.splits["train"]]
     vocabulary = train_tokenizer(train_texts, tokenizer, vocab_size, lowercase)
     parts, truncated = {}, 0
@@ -95,28 +101,23 @@ def read_text_folder(root: Path, val_fraction: float, test_fraction: float, spli
 
 
 def read_text_file(path: Path, encoding_errors: str) -> str:
-    """A whole file's text; a DlxError with the byte offset of the first byte that is not UTF-8 (strict)."""
+    """A whole file's text; a DlxError with the byte offset and line of the first byte that is not UTF-8 (strict),
+    or its text with U+FFFD for such bytes (replace)."""
     data = path.read_bytes()
     try:
         return data.decode("utf-8")
     except UnicodeDecodeError as err:
         if encoding_errors == "replace":
             return data.decode("utf-8", errors="replace")
-        raise not_utf8(path, err.start, data[err.start : err.start + 4]) from None
+        raise not_utf8(path, data, err) from None
 
 
-def not_utf8(path: Path, offset: int, found: bytes) -> DlxError:
-    return DlxError(f"{path} is not UTF-8 text: the byte at offset {offset:,} ({found.hex(' ')}...) is not valid "
-                    "UTF-8. Convert the file to UTF-8 (e.g. `iconv -f latin1 -t utf-8 FILE`), or pass "
-                    "dataset.encoding_errors=replace to read such bytes as U+FFFD.")
+def read_labelled_table(path: Path, text_column: str, label_column: str, split_column: str | None, sep: str | None,
+                        val_fraction: float, test_fraction: float, split_seed: int, encoding_errors: str) -> Texts:
+    """The text and label columns of a CSV, TSV or Parquet file, every cell as written."""
+    from dlx.data.table import read_target, split_rows
 
-
-def read_text_table(path: Path, text_column: str, label_column: str, split_column: str | None, sep: str | None,
-                    val_fraction: float, test_fraction: float, split_seed: int, encoding_errors: str) -> Texts:
-    """The text and label columns of a CSV, TSV or Parquet file (dlx.data.table reads it)."""
-    from dlx.data.table import missing_columns, read_table, read_target, split_rows
-
-    frame = read_table(path, sep, decoded=utf8_text(path, encoding_errors))
+    frame = read_text_cells(path, sep, encoding_errors)
     missing_columns(path, frame, [text_column], "dataset.text_column")
     missing_columns(path, frame, [label_column], "dataset.label_column")
     if split_column is not None:
@@ -135,29 +136,67 @@ def read_text_table(path: Path, text_column: str, label_column: str, split_colum
     return Texts(frame[text_column].astype(str).tolist(), labels, class_names, splits, path)
 
 
-def utf8_text(path: Path, encoding_errors: str) -> io.StringIO | None:
-    """None for a file that is UTF-8 (or Parquet, whose text always is), so it is parsed from the file itself;
-    else a DlxError with the byte offset of the first bad byte, or (replace) the text with U+FFFD for it."""
-    from dlx.data.table import PARQUET_SUFFIXES
+# --- tables of text, read as written and checked for UTF-8 ---------------------------------------------------------
 
-    if not path.is_file() or path.suffix.lower() in PARQUET_SUFFIXES:
+def read_text_cells(path: Path, sep: str | None, encoding_errors: str) -> pd.DataFrame:
+    """Every cell of a CSV, TSV or Parquet file as text (empty cells as ""), its UTF-8 checked first."""
+    if path.exists() and path.is_file() and table_format(path, sep)[0] == "text":
+        text = checked_utf8(path, encoding_errors)
+        if text is not None:  # bad bytes replaced: parse the repaired text with the file's separator
+            return parse_text(text, path, sep)
+    return read_table(path, sep, as_text=True)
+
+
+def raw_bytes(path: Path) -> bytes | None:
+    """The file's bytes (decompressed for .gz, .bz2, .xz), or None for a compression dlx leaves to the parser."""
+    suffix = path.suffix.lower()
+    if suffix in OPENERS:
+        with OPENERS[suffix](path, "rb") as opened:
+            return opened.read()
+    if suffix in (".zip", ".zst"):
         return None
-    decoder = codecs.getincrementaldecoder("utf-8")()
-    offset = 0  # of the chunk's first byte in the file
-    with open(path, "rb") as file:
-        while True:
-            chunk = file.read(DECODE_CHUNK)
-            pending = decoder.getstate()[0]  # the bytes of a character that the last chunk cut in two
-            try:
-                decoder.decode(chunk, final=not chunk)
-            except UnicodeDecodeError as err:
-                if encoding_errors == "strict":
-                    start = offset - len(pending) + err.start
-                    raise not_utf8(path, start, (pending + chunk)[err.start : err.start + 4]) from None
-                replaced = path.read_bytes().decode("utf-8", errors="replace")
-                logger.info(f"{path}: {replaced.count(chr(0xFFFD)):,} character(s) that are not UTF-8 read as U+FFFD "
-                            "(dataset.encoding_errors=replace)")
-                return io.StringIO(replaced)
-            if not chunk:
-                return None
-            offset += len(chunk)
+    return path.read_bytes()
+
+
+def checked_utf8(path: Path, errors: str) -> str | None:
+    """None when the file is UTF-8 (it is then read by the table reader); its text with bad bytes replaced under
+    errors="replace"; else a DlxError with the offset and line of the first bad byte."""
+    data = raw_bytes(path)
+    if data is None:
+        return None
+    try:
+        data.decode("utf-8")
+        return None
+    except UnicodeDecodeError as err:
+        if errors != "replace":
+            raise not_utf8(path, data, err) from err
+    text = data.decode("utf-8", errors="replace")
+    replaced = text.count("\ufffd") - data.count("\ufffd".encode())
+    logger.info(f"{path}: {replaced:,} "
+                "character(s) that were not UTF-8 replaced by U+FFFD (dataset.encoding_errors=replace)")
+    return text
+
+
+def not_utf8(path: Path, data: bytes, err: UnicodeDecodeError,
+             replace: str = ", or pass dataset.encoding_errors=replace to read each bad byte as U+FFFD") -> DlxError:
+    """The error for bytes that UTF-8 cannot decode, with their offset and line, and how to convert the file."""
+    line = data.count(b"\n", 0, err.start) + 1
+    bad = data[err.start:err.start + 4]
+    return DlxError(f"{path} is not UTF-8 text: byte offset {err.start:,} (line {line:,}) holds {bad!r}, which UTF-8 "
+                    "cannot decode (the file is perhaps Latin-1 or Windows-1252). Convert it, e.g. `iconv -f "
+                    f"latin1 -t utf-8 {path} > {path.stem}.utf8{path.suffix}`{replace}.")
+
+
+def parse_text(text: str, path: Path, sep: str | None) -> pd.DataFrame:
+    _, separator = table_format(path, sep)
+    try:
+        frame = pd.read_csv(io.StringIO(text), sep=separator, dtype=str, keep_default_na=False)
+    except (ValueError, pd.errors.ParserError) as err:
+        raise DlxError(f"{path} cannot be read as {'tab' if separator == chr(9) else repr(separator)}-separated text "
+                       f"({' '.join(str(err).split())[:300]}). Every row needs as many fields as the header; quote "
+                       "values that hold the separator, or set dataset.sep.") from err
+    if frame.empty:
+        raise DlxError(f"{path} is an empty table: it has a header but no rows. Write the pairs into it, one per "
+                       "line below a header line of column names.")
+    frame.columns = [str(name) for name in frame.columns]
+    return frame

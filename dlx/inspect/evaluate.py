@@ -19,7 +19,7 @@ from dlx.train.checkpointing import changed_data, data_record
 from dlx.train.evaluate import autocast, evaluate
 from dlx.train.setup import resolve_device
 from dlx.train.state import Schedule
-from dlx.train.tasks import Task, prepare
+from dlx.train.tasks import Seq2Seq, Task, prepare
 
 SPLITS = ("train", "val", "test")
 
@@ -39,9 +39,10 @@ class Evaluated:
     tokenizer: str | None = None  # text: the data's tokenizer (JSON), to show the texts themselves
 
 
-def evaluate_checkpoint(path: Path, overrides: list[str], split: str, allow: list[str],
-                        config_dirs: list[Path]) -> tuple[dict[str, float], dict[str, Any], Evaluated]:
-    """Rebuild model and data from the checkpoint alone and evaluate it on `split`.
+def evaluate_checkpoint(path: Path, overrides: list[str], split: str, allow: list[str], config_dirs: list[Path],
+                        beam: int | None = None) -> tuple[dict[str, float], dict[str, Any], Evaluated]:
+    """Rebuild model and data from the checkpoint alone and evaluate it on `split` (an encoder-decoder's
+    sequences decoded by beam search of `beam` hypotheses, when given, rather than greedily as in training).
 
     Returns the metrics, a description of what was evaluated, and the model and inputs themselves.
     """
@@ -69,6 +70,11 @@ def evaluate_checkpoint(path: Path, overrides: list[str], split: str, allow: lis
                        "evaluate it on the data it was trained on (dataset.path=..., dataset.root=...), or train "
                        "again on these.")
     task = build_task(cfg, data, device)
+    if beam is not None:
+        if not isinstance(task, Seq2Seq):
+            raise DlxError(f"beam={beam} decodes sequences with beam search, which applies to encoder-decoders "
+                           f"(model=seq2seq, seq2seq_lstm); {path} holds a {cfg.model._target_}. Leave beam= out.")
+        task.beam = beam
     fill_derived(cfg, data, task)  # the stored config has them already: the same values
     model = build_model(cfg)
     load_weights(model, checkpoint, path)
@@ -82,5 +88,7 @@ def evaluate_checkpoint(path: Path, overrides: list[str], split: str, allow: lis
     samples = min(len(prepared), max_batches * cfg.trainer.eval_batch_size) if max_batches else len(prepared)
     info = {"checkpoint": str(path), "split": split, "samples": samples, "step": checkpoint["state"]["step"],
             "model": cfg.model._target_, "dataset": cfg.dataset._target_, "device": device}
+    if beam is not None:
+        info["beam"] = beam
     return metrics, info, Evaluated(model, task, prepared, data.split(split), samples, data.class_names,
                                     cfg.trainer.eval_batch_size, mixed_precision, data.tokenizer)

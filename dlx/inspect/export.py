@@ -16,7 +16,9 @@ What the exported model takes and gives (the batch size is free):
   loader);
 - a classifier gives logits (batch, classes), softmax them for probabilities (a binary model trained with a
   sigmoid loss gives one logit, of class 1); a regressor gives its predictions;
-- a GAN exports its generator: noise (batch, noise_dim) in, images (batch, C, H, W) in [0, 1] out.
+- a GAN exports its generator: noise (batch, noise_dim) in, images (batch, C, H, W) in [0, 1] out;
+- an encoder-decoder (the Transformer) exports two files, its encoder and its decoder, and its tokenizer
+  (dlx.inspect.export_seq2seq).
 The file records this, the class names and the checkpoint it came from as metadata (and for a table, the
 encoding, as the JSON file beside it holds it).
 """
@@ -35,8 +37,10 @@ from torch import nn
 
 from dlx import __version__
 from dlx.errors import DlxError, check_writable, did_you_mean, require
+from dlx.inspect.export_seq2seq import ExportedPair, export_encoder_decoder
 from dlx.inspect.rebuild import Rebuilt, raw_input_model, rebuild_model
 from dlx.models.rnn import RecurrentNet
+from dlx.models.seq2seq import EncoderDecoder
 from dlx.store.files import write_json_atomically
 
 FORMATS = {"onnx": ".onnx", "torchscript": ".pt"}
@@ -59,7 +63,7 @@ class Exported:
 
 
 def export_checkpoint(checkpoint: Path, fmt: str, out: Path | None, allow: list[str],
-                      config_dirs: list[Path]) -> Exported:
+                      config_dirs: list[Path]) -> "Exported | ExportedPair":
     if fmt not in FORMATS:
         raise DlxError(f'--format {fmt} is not an export format.{did_you_mean(fmt, FORMATS)} Choose onnx (for '
                        "onnxruntime and the runtimes that read ONNX) or torchscript (for PyTorch's C++ runtime).")
@@ -71,6 +75,9 @@ def export_checkpoint(checkpoint: Path, fmt: str, out: Path | None, allow: list[
         raise DlxError(f"{checkpoint} holds a recurrent classifier of text, which reads packed sequences (each text "
                        "to its own last token): torch's ONNX exporter has no graph for them. Export it with --format "
                        "torchscript, or train model=transformer, which exports to ONNX.")
+    if isinstance(rebuilt.model, EncoderDecoder):  # two graphs, encoder and decoder: dlx.inspect.export_seq2seq
+        tokenizer = rebuilt.data("export").get("tokenizer") or ""
+        return export_encoder_decoder(rebuilt, fmt, out or checkpoint.with_suffix(FORMATS[fmt]), tokenizer)
     preprocessing = None if rebuilt.is_gan else rebuilt.data("export").get("preprocessing")
     model = raw_input_model(rebuilt, "export") if preprocessing is None else table_model(rebuilt.model, preprocessing)
     example, input_name, input_shape, output_name, metadata = describe(rebuilt, model)

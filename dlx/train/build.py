@@ -17,6 +17,7 @@ from dlx.config.checks import locate_target
 from dlx.data import DataSplits, InMemory, Loading
 from dlx.errors import DlxError
 from dlx.models.gan import GAN
+from dlx.models.seq2seq import EncoderDecoder
 from dlx.train.tasks import Task, make_task
 
 
@@ -69,6 +70,7 @@ def build_task(cfg: DictConfig, data: DataSplits, device: str) -> Task:
     criterion = call("loss", cfg.loss)
     model_class = locate_target("model", cfg.model._target_)
     is_gan = inspect.isclass(model_class) and issubclass(model_class, GAN)
+    check_model_reads_data(cfg.model._target_, model_class, data)
     return make_task(criterion, data, device, is_gan)
 
 
@@ -83,10 +85,11 @@ def fill_derived(cfg: DictConfig, data: DataSplits, task: Task, total_steps: int
     filled: dict[str, Any] = {"input_shape": data.input_shape}
     if data.tokenizer is not None:
         filled["vocab_size"] = data.vocab_size
+    if data.target_length is not None:
+        filled["max_target_length"] = data.target_length
     if task.num_outputs is not None:
         filled["num_outputs"] = task.num_outputs
     accepted = inspect.signature(locate_target("model", cfg.model._target_)).parameters
-    check_model_reads_data(cfg.model._target_, accepted, data, task)
     with open_dict(cfg.model):
         for key, value in filled.items():
             if key in accepted:
@@ -99,32 +102,53 @@ def fill_derived(cfg: DictConfig, data: DataSplits, task: Task, total_steps: int
                     scheduler[key] = total_steps
 
 
-TEXT_CLASSIFIERS = "model=lstm, gru, rnn or transformer"
-LANGUAGE_MODELS = "model=gpt, lstm_lm or gru_lm"
+# What each kind of model reads, and the shipped models of that kind: for the message when the data do not fit.
+MODEL_KINDS = {
+    "numbers": "models of images or numbers (model=ffn, cnn, lstm, ...)",
+    "text classifier": "classifiers of text (model=lstm, gru, rnn or transformer)",
+    "language model": "language models (model=gpt, lstm_lm or gru_lm)",
+    "encoder-decoder": "encoder-decoders (model=seq2seq or seq2seq_lstm)",
+}
+DATA_OF = {"text classifier": "dataset=text dataset.path=FILE", "language model": "dataset=text_lm dataset.path=FILE",
+           "encoder-decoder": "dataset=pairs dataset.path=FILE, or dataset=generated_pairs"}
 
 
-def check_model_reads_data(target: str, accepted: Any, data: DataSplits, task: Task) -> None:
-    """A DlxError, before the model is built, when it cannot read this data: numbers for a model of text, text for
-    a model of numbers, a classifier for a language model's corpus or the other way round."""
-    reads_text = "vocab_size" in accepted
-    needs_text = reads_text and accepted["vocab_size"].default is inspect.Parameter.empty
+def kinds_read(model_class: Any) -> list[str]:
+    """What a model class reads and gives, from its constructor, its own kind first: token ids or numbers, a class
+    per sample or a token per position, or target sequences from source sequences. The recurrent and Transformer
+    classifiers read either numbers or text (vocab_size left None, or filled in)."""
+    if inspect.isclass(model_class) and issubclass(model_class, EncoderDecoder):
+        return ["encoder-decoder"]
+    accepted = inspect.signature(model_class).parameters
+    if "vocab_size" not in accepted:
+        return ["numbers"]
+    if accepted["vocab_size"].default is not inspect.Parameter.empty:
+        return ["numbers", "text classifier"]
+    return ["language model"] if "num_outputs" not in accepted else ["text classifier"]
+
+
+def data_kind(data: DataSplits) -> str:
+    """The kind of model these data train."""
+    if data.task == "seq2seq":
+        return "encoder-decoder"
+    if data.task == "language_model":
+        return "language model"
+    return "text classifier" if data.tokenizer is not None else "numbers"
+
+
+def check_model_reads_data(target: str, model_class: Any, data: DataSplits) -> None:
+    """A DlxError, before the model is built, when it cannot read this data or give what it asks for: a model of
+    numbers given text, a language model given classes to learn, a classifier given pairs of sequences..."""
+    kinds, wanted = kinds_read(model_class), data_kind(data)
+    if wanted in kinds:
+        return
     name = target.rsplit(".", 1)[-1]
-    if data.tokenizer is not None and not reads_text:
-        choices = LANGUAGE_MODELS if data.task == "language_model" else TEXT_CLASSIFIERS
-        raise DlxError(f"{name} ({target}) reads numbers, not text: it has no vocab_size for the token ids of this "
-                       f"data set. Choose a model of text: {choices}.")
-    if data.tokenizer is None and needs_text:
-        raise DlxError(f"{name} ({target}) is a model of text, but this data set is not text. Train it on "
-                       "dataset=text_lm dataset.path=FILE (a language model), or choose a model of "
-                       f"{'images' if data.is_image else 'numbers'}.")
-    gives_one_output_per_token = "num_outputs" not in accepted
-    if data.task == "language_model" and not gives_one_output_per_token:
-        raise DlxError(f"{name} ({target}) classifies whole texts; a language model predicts each next token. "
-                       f"Choose {LANGUAGE_MODELS}, or dataset=text for text classification.")
-    if data.task != "language_model" and needs_text and gives_one_output_per_token:
-        raise DlxError(f"{name} ({target}) is a language model: it predicts each next token, not a class. Train it "
-                       "on dataset=text_lm dataset.path=FILE, or choose a classifier of text: "
-                       f"{TEXT_CLASSIFIERS}.")
+    what = {"numbers": "images or numbers", "text classifier": "texts and their classes",
+            "language model": "a corpus for a language model", "encoder-decoder": "pairs of sequences"}[wanted]
+    fix = f"Choose one of the {MODEL_KINDS[wanted]}"
+    fix += f", or train {name} on {DATA_OF[kinds[0]]}." if kinds[0] in DATA_OF else "."
+    raise DlxError(f"{name} ({target}) is one of the {MODEL_KINDS[kinds[0]].split(' (')[0]}, but this data set gives "
+                   f"{what}. {fix}")
 
 
 def build_model(cfg: DictConfig) -> nn.Module:

@@ -22,9 +22,12 @@ import torch.nn.functional as F
 from torch import nn
 
 from dlx.data import DataSplits, Loading
+from dlx.data.tokens import BOS_ID, PAD_ID, UNK_ID, decode_ids, tokenizer_from_json, tokenizer_kind
 from dlx.errors import DlxError
+from dlx.models.decoding import decode
 from dlx.models.gan import GAN
 from dlx.models.layers import PAD
+from dlx.models.seq2seq import EncoderDecoder
 from dlx.store.metrics import MetricsLog
 from dlx.ui.model_summary import Networks
 
@@ -344,8 +347,112 @@ def as_gan(model: nn.Module) -> GAN:
 def make_task(criterion: nn.Module, data: DataSplits, device: str, is_gan: bool) -> Task:
     if is_gan:
         return Adversarial(criterion, data, device)
+    if data.task == "seq2seq":
+        return Seq2Seq(criterion, data, device)
     if data.task == "regression":
         return Regression(criterion, data, device)
     if data.task == "language_model":
         return LanguageModel(criterion, data, device)
     return Classification(criterion, data, device)
+
+
+class TeacherForcedSummary(nn.Module):
+    """An encoder-decoder as the model summary runs it: torchinfo feeds one float tensor (B, source length), read
+    here for its shape only; the model runs on [UNK] sources of that length and targets of its longest length."""
+
+    def __init__(self, model: EncoderDecoder) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        src = torch.full(x.shape[:2], UNK_ID, dtype=torch.long, device=x.device)
+        tgt_in = torch.full((x.shape[0], self.model.max_target_length - 1), UNK_ID, dtype=torch.long, device=x.device)
+        tgt_in[:, 0] = BOS_ID
+        return self.model(src, tgt_in)
+
+
+def as_encoder_decoder(model: nn.Module) -> EncoderDecoder:
+    """The model of a seq2seq task: dlx.train.build checks that it is an encoder-decoder before it is built."""
+    return cast(EncoderDecoder, model)
+
+
+class Seq2Seq(OneNetwork):
+    """An encoder-decoder trained with teacher forcing: the model reads the source and the target up to each
+    position, and is trained by cross-entropy to predict the target's next token ([PAD] positions ignored; label
+    smoothing from loss.label_smoothing). Evaluation reports the loss per token and the token accuracy under
+    teacher forcing, and, for sequences decoded from the source alone (greedy, or beam search with `beam` > 1),
+    the fraction decoded exactly, corpus BLEU and chrF (sacrebleu) and the character error rate (character edits
+    over reference characters); see dlx.train.sequence_metrics."""
+
+    default_monitor = ("val/chrf", "max")
+    metric_names = ("loss", "token_acc", "exact_match", "bleu", "chrf", "cer")
+    num_outputs = None
+
+    def __init__(self, criterion: nn.Module, data: DataSplits, device: str) -> None:
+        if not isinstance(criterion, nn.CrossEntropyLoss):
+            raise DlxError(f"loss {type(criterion).__name__} does not train an encoder-decoder, which predicts each "
+                           "target token among the vocabulary. Use loss=cross_entropy (loss.label_smoothing=0.1 "
+                           "smooths its targets).")
+        if data.tokenizer is None:
+            raise DlxError("The seq2seq data set carries no tokenizer (DataSplits.tokenizer): its ids cannot be "
+                           "read back as text. A loader of pairs must return the tokenizer that made them.")
+        self.label_smoothing = float(criterion.label_smoothing)
+        self.tokenizer = tokenizer_from_json(data.tokenizer, "the data set")
+        self.char_level = tokenizer_kind(self.tokenizer) == "char"
+        self.beam = 1  # dlx eval beam=N decodes with beam search
+        self.inputs = lambda x: x
+
+    def param_groups(self, model: nn.Module) -> dict[str, list[nn.Parameter]]:
+        return {"model": list(as_encoder_decoder(model).parameters())}
+
+    def networks(self, model: nn.Module, input_shape: list[int]) -> Networks:
+        return [(type(model).__name__, TeacherForcedSummary(as_encoder_decoder(model)), (1, *input_shape))]
+
+    def loss(self, logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """Mean cross-entropy per target token: logits (B, T - 1, vocab) for the tokens y[:, 1:] (B, T - 1)."""
+        return F.cross_entropy(logits.flatten(0, 1).float(), y[:, 1:].flatten(), ignore_index=PAD_ID,
+                               label_smoothing=self.label_smoothing)
+
+    def train_step(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, update: Update) -> Sums:
+        loss = self.loss(model(x, y[:, :-1]), y)
+        update("model", loss)
+        return {"loss": loss.detach()}
+
+    def eval_batch(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_index: int) -> Sums:
+        from dlx.train import sequence_metrics as metrics
+
+        encoder_decoder = as_encoder_decoder(model)
+        logits = model(x, y[:, :-1]).float()
+        target = y[:, 1:]
+        real = target != PAD_ID
+        token_loss = F.cross_entropy(logits.flatten(0, 1), target.flatten(), ignore_index=PAD_ID,
+                                     label_smoothing=self.label_smoothing, reduction="sum")
+        decoded = decode(encoder_decoder, x, y.shape[1] - 1, self.beam)
+        hypotheses = [decode_ids(self.tokenizer, row) for row in decoded.tolist()]
+        references = [decode_ids(self.tokenizer, row) for row in y.tolist()]
+        counts = [sum(h == r for h, r in zip(hypotheses, references)),
+                  sum(metrics.edit_distance(h, r) for h, r in zip(hypotheses, references)),
+                  sum(len(r) for r in references)]
+        bleu = metrics.bleu_statistics(metrics.bleu_metric(self.char_level), hypotheses, references)
+        chrf = metrics.chrf_statistics(metrics.chrf_metric(), hypotheses, references)
+        on_device = torch.tensor([*counts, *bleu, *chrf], dtype=torch.float32, device=logits.device)
+        sums = {"loss": token_loss, "tokens": real.sum(), "token_correct": ((logits.argmax(2) == target) & real).sum(),
+                "exact_match": on_device[0], "edits": on_device[1], "reference_chars": on_device[2]}
+        sums |= {f"bleu_{i}": value for i, value in enumerate(on_device[3:3 + len(bleu)])}
+        sums |= {f"chrf_{i}": value for i, value in enumerate(on_device[3 + len(bleu):])}
+        return sums
+
+    def summarize(self, means: dict[str, float]) -> dict[str, float]:
+        """The metrics from the means of the batch sums: ratios of them (loss and accuracy per token, edits per
+        reference character, BLEU and chrF from their n-gram counts), and the fraction decoded exactly."""
+        from dlx.train import sequence_metrics as metrics
+
+        bleu = [value for name, value in means.items() if name.startswith("bleu_")]
+        chrf = [value for name, value in means.items() if name.startswith("chrf_")]
+        tokens = max(means["tokens"], 1e-12)
+        return {"loss": means["loss"] / tokens, "token_acc": means["token_correct"] / tokens,
+                "exact_match": means["exact_match"],
+                "bleu": metrics.bleu_score(bleu),
+                "chrf": metrics.chrf_score(metrics.chrf_metric(), chrf),
+                "cer": means["edits"] / max(means["reference_chars"], 1e-12)}
+
