@@ -65,3 +65,26 @@ def compose():
     from dlx.config.compose import compose_config
 
     return compose_config
+
+
+REPO = Path(__file__).resolve().parents[1]
+SLURM_DIR = Path(os.environ.get("DLX_SLURM_DIR", "/tmp/dlx-slurm"))
+
+
+@pytest.fixture(scope="session")
+def slurm() -> dict:
+    """The environment that reaches the one-node SLURM cluster of .ci/slurm-up (SLURM_CONF), started here when
+    it is not running yet; skips where SLURM is not installed. A cluster started here is stopped at the end
+    of the session (not under xdist, where other workers may still use it)."""
+    import fcntl
+
+    SLURM_DIR.parent.mkdir(parents=True, exist_ok=True)
+    with open(f"{SLURM_DIR}.lock", "w") as lock:  # xdist workers: one starts it, the others find it up
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        up = subprocess.run(["bash", str(REPO / ".ci" / "slurm-up")], capture_output=True, text=True)
+    if up.returncode == 3:
+        pytest.skip(f"SLURM is not installed here: {up.stderr.strip()}")
+    assert up.returncode == 0, f"the SLURM cluster did not start:\n{up.stdout}\n{up.stderr}"
+    yield {"SLURM_CONF": str(SLURM_DIR / "slurm.conf")}
+    if "started" in up.stdout and "PYTEST_XDIST_WORKER" not in os.environ:
+        subprocess.run(["bash", str(REPO / ".ci" / "slurm-down")], check=False)
