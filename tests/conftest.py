@@ -88,3 +88,34 @@ def slurm() -> dict:
     yield {"SLURM_CONF": str(SLURM_DIR / "slurm.conf")}
     if "started" in up.stdout and "PYTEST_XDIST_WORKER" not in os.environ:
         subprocess.run(["bash", str(REPO / ".ci" / "slurm-down")], check=False)
+
+
+def pid_of_rank(environment: dict, under: int | None = None, timeout: float = 60) -> int:
+    """The pid of the rank to kill: the oldest process running dlx whose environment (as it started) holds every
+    item of `environment` (RANK=1 under a torchrun agent, SLURM_PROCID=1 in a SLURM job), among the
+    descendants of `under` (every process when None)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        parents = {}
+        for entry in Path("/proc").iterdir():
+            try:
+                parents[int(entry.name)] = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            except (ValueError, OSError):
+                continue
+        found = []
+        for pid in sorted(parents):
+            ancestor = pid
+            while under is not None and ancestor not in (under, 0, 1) and ancestor in parents:
+                ancestor = parents[ancestor]
+            try:
+                started_with = set(Path(f"/proc/{pid}/environ").read_bytes().split(b"\0"))
+                runs_dlx = b"dlx" in Path(f"/proc/{pid}/cmdline").read_bytes()
+            except OSError:
+                continue
+            if (under is None or ancestor == under) and runs_dlx and \
+                    all(f"{key}={value}".encode() in started_with for key, value in environment.items()):
+                found.append(pid)
+        if found:
+            return min(found)
+        time.sleep(0.2)
+    raise AssertionError(f"no dlx process with {environment} under {under}")

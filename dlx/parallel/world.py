@@ -277,6 +277,13 @@ def launcher_restart() -> tuple[str, int]:
     return "", 0
 
 
+def slurm_job() -> str | None:
+    """The SLURM job this process runs in ("123", or "123_4" for task 4 of an array job such as a sweep's)."""
+    if "SLURM_ARRAY_JOB_ID" in os.environ and "SLURM_ARRAY_TASK_ID" in os.environ:
+        return f"{os.environ['SLURM_ARRAY_JOB_ID']}_{os.environ['SLURM_ARRAY_TASK_ID']}"
+    return os.environ.get("SLURM_JOB_ID")
+
+
 def device_of_rank(device: str, world: World) -> str:
     """The device this rank trains on: the CPU, or on GPUs the one of its local rank (cuda:LOCAL_RANK; cuda:0
     when the launcher gave each process a GPU of its own to see). Every rank finds the same mistakes."""

@@ -25,6 +25,7 @@ from dlx.parallel.world import (
     join_world,
     launcher_restart,
     report_failure,
+    slurm_job,
     weights_sha256,
 )
 from dlx.store.checkpoint import load_checkpoint
@@ -86,6 +87,8 @@ def train(cfg: DictConfig, run_dir: Path, choices: dict[str, str], overrides: li
     earlier = read_json(run_dir / "summary.json") if world.is_main else None  # an attempt this one may resume
     summary: dict[str, Any] = {"status": "running", "run_dir": str(run_dir), "choices": choices,
                                "overrides": overrides, "pid": os.getpid(), "host": platform.node()}
+    if slurm_job():
+        summary["slurm_job"] = slurm_job()
     speaks = world.is_main  # writes summary.json: rank 0, or the next rank if rank 0 was killed
     if speaks:
         write_json_atomically(run_dir / "summary.json", summary)  # "running": what `dlx runs` shows meanwhile
