@@ -153,7 +153,7 @@ def test_a_task_that_fails_alone_ends_the_job_within_seconds(how: str, workdir: 
              else "killed by a signal (SIGKILL, the out-of-memory killer)")
     assert summary["error"].startswith("Rank 1 of the run's 2 processes") and error in summary["error"]
     output = (workdir / "job.out").read_text()
-    assert f"error: Rank 1 of the run's 2 processes" in output and error in output
+    assert "error: Rank 1 of the run's 2 processes" in output and error in output
 
 
 def wait_for(condition, timeout: float = 180) -> None:
