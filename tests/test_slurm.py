@@ -8,6 +8,7 @@ Run with `pytest -m slurm` (one at a time: the node has this machine's cores, an
 import os
 import signal
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -74,9 +75,9 @@ def test_the_tasks_of_a_submitit_job_train_one_run(workdir: Path, slurm: dict) -
 
 def test_srun_tasks_train_one_run(workdir: Path, slurm: dict) -> None:
     """The job script a user writes: its srun starts the tasks, each becomes one rank (no submitit)."""
-    subprocess.run(["sbatch", "--wait", "--ntasks=2", "--output=job.out",
-                    f"--wrap=srun python -m dlx train {' '.join(SHORT)} hydra.run.dir=run trainer.resume=auto"],
-                   cwd=workdir, env={**ENV, **slurm}, check=True, timeout=300)
+    script = f"srun {sys.executable} -m dlx train {' '.join(SHORT)} hydra.run.dir=run trainer.resume=auto"
+    subprocess.run(["sbatch", "--wait", "--ntasks=2", "--output=job.out", f"--wrap={script}"], cwd=workdir,
+                   env={**ENV, **slurm}, check=True, timeout=300)
     summary = assert_one_run_of_two_ranks(workdir / "run")
     assert summary["steps"] == 22 and len(list(workdir.glob("**/summary.json"))) == 1
 
@@ -134,8 +135,8 @@ def test_a_task_that_fails_alone_ends_the_job_within_seconds(how: str, workdir: 
     rank 1 and its error, and the job ends: nothing waits for a collective's 30-minute timeout."""
     env = {**ENV, **slurm, "PYTHONPATH": os.pathsep.join([str(FAULTS), ENV.get("PYTHONPATH", "")]),
            "DLX_TEST_FAIL_RANK": "1" if how == "raises" else "", "DLX_TEST_FAIL_STEP": "5"}
-    command = (f"srun python -m dlx train --config-dir {FAULTS / 'conf'} model=faulty_ffn trainer.max_epochs=100 "
-               "trainer.log_every=1 hydra.run.dir=run")
+    command = (f"srun {sys.executable} -m dlx train --config-dir {FAULTS / 'conf'} model=faulty_ffn "
+               "trainer.max_epochs=100 trainer.log_every=1 hydra.run.dir=run")
     job = subprocess.run(["sbatch", "--parsable", "--ntasks=2", "--output=job.out", f"--wrap={command}"], cwd=workdir,
                          env=env, capture_output=True, text=True, check=True).stdout.strip()
     if how == "SIGKILL":

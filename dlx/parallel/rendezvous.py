@@ -11,10 +11,11 @@ from dlx.parallel.world import join_world, launched_as_rank, object_group
 
 
 def agree_on_run_dir(args: list[str]) -> list[str]:
-    """`dlx train ARGS` as one rank of a torchrun job (or of `srun` in a SLURM job): every rank composes its own config, and the run folder's
-    name holds the time and a per-process random id, so each would pick another folder. Rank 0 composes its
-    folder and sends it to the others; every rank then runs with hydra.run.dir (hydra.sweep.dir for a sweep)
-    set to it. Outside such a job, or when the arguments name the folder, `args` come back unchanged.
+    """`dlx train ARGS` as one rank of a torchrun job (or of `srun` in a SLURM job): every rank composes its
+    own config, and the run folder's name holds the time and a per-process random id, so each would pick another
+    folder. Rank 0 composes its folder and sends it to the others; every rank then runs with hydra.run.dir
+    (hydra.sweep.dir for a sweep) set to it. Outside such a job, or when the arguments name the folder, `args`
+    come back unchanged.
 
     When torchrun's agent restarts the ranks after a failure (--max-restarts), the new ranks continue in the
     folder of the first attempt, from its newest good checkpoint (trainer.resume=auto)."""

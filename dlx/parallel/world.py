@@ -176,20 +176,30 @@ def run_store() -> Any:
         # with NCCL, where destroying them while a failed peer holds a collective can hang the exit.
         atexit.register(dist.destroy_process_group)
     ours = dist.PrefixStore(f"dlx/{attempt}", store)
-    threading.Thread(target=beat, args=(ours, rank), name="dlx-heartbeat", daemon=True).start()
+    stop = threading.Event()
+    heart = threading.Thread(target=beat, args=(ours, rank, stop), name="dlx-heartbeat", daemon=True)
+    heart.start()
+    # Stopped before the interpreter shuts down (atexit runs the last registered first): a daemon thread
+    # caught inside the store's C++ code at shutdown can abort the process.
+    atexit.register(stop_beating, stop, heart)
     return ours
 
 
-def beat(store: Any, rank: int) -> None:
+def beat(store: Any, rank: int, stop: threading.Event) -> None:
     """This rank's heartbeat: a counter in the run's store, added to every HEARTBEAT_S while the process
     lives (a thread of its own, so it beats while the training waits or computes). A rank that is killed
     (SIGKILL, the out-of-memory killer, a lost machine) stops beating: that is how the others name it."""
-    while True:
+    while not stop.is_set():
         try:
             store.add(f"beat/{rank}", 1)
         except Exception:  # the store is gone (its host died): the ranks find out through their collectives
             return
-        time.sleep(HEARTBEAT_S)
+        stop.wait(HEARTBEAT_S)
+
+
+def stop_beating(stop: threading.Event, heart: threading.Thread) -> None:
+    stop.set()
+    heart.join(timeout=5)
 
 
 @dataclass(frozen=True)
