@@ -113,10 +113,11 @@ def test_a_job_that_slurm_requeues_saves_and_resumes_to_the_same_weights(workdir
 
 
 def test_a_job_at_its_time_limit_saves_requeues_and_resumes_to_the_same_weights(workdir: Path, slurm: dict) -> None:
-    """A one-minute time limit, and SIGUSR2 30 s before it (sbatch --signal=USR2@30, from signal_delay_s): dlx
-    saves and stops, submitit requeues the job, and SLURM starts it again in the same folder."""
-    job = [*LONG_JOB, "trainer.max_epochs=80"]  # about 35 s: longer than the 20 s an attempt trains before the signal
-    dlx("train", "-m", *ON_THIS_NODE, "hydra.launcher.timeout_min=1", "hydra.launcher.signal_delay_s=30",
+    """A one-minute time limit, and SIGUSR2 10 s before it (sbatch --signal=USR2@10, from signal_delay_s; slurmctld
+    checks every 30 s and sends it up to 30 s early): dlx saves and stops, submitit requeues the job, and SLURM
+    starts it again in the same folder, until the run is done."""
+    job = [*LONG_JOB, "trainer.max_epochs=100"]  # about 45 s: longer than an attempt trains before the signal
+    dlx("train", "-m", *ON_THIS_NODE, "hydra.launcher.timeout_min=1", "hydra.launcher.signal_delay_s=10",
         "hydra.launcher.max_num_timeout=6", *job, "hydra.sweep.dir=sw", cwd=workdir, env=slurm, timeout=600)
     run = workdir / "sw" / "0"
     summary = summary_of(run)
