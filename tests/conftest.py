@@ -80,3 +80,55 @@ PAIRS = ["dataset=generated_pairs", "dataset.num_samples=400", "dataset.max_leng
 # What each shipped model needs to train on bundled data; everything else is the shipped default.
 MODEL_DATA = {"perceptron": ["dataset=breast_cancer", "loss=bce"], "seq2seq": PAIRS, "seq2seq_lstm": PAIRS,
               **{name: [*LANGUAGE_MODEL_DATA, *small] for name, small in SMALL_LANGUAGE_MODELS.items()}}
+REPO = Path(__file__).resolve().parents[1]
+SLURM_DIR = Path(os.environ.get("DLX_SLURM_DIR", "/tmp/dlx-slurm"))
+
+
+@pytest.fixture(scope="session")
+def slurm() -> dict:
+    """The environment that reaches the one-node SLURM cluster of .ci/slurm-up (SLURM_CONF), started here when
+    it is not running yet; skips where SLURM is not installed. A cluster started here is stopped at the end
+    of the session (not under xdist, where other workers may still use it)."""
+    import fcntl
+
+    SLURM_DIR.parent.mkdir(parents=True, exist_ok=True)
+    with open(f"{SLURM_DIR}.lock", "w") as lock:  # xdist workers: one starts it, the others find it up
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        up = subprocess.run(["bash", str(REPO / ".ci" / "slurm-up")], capture_output=True, text=True)
+    if up.returncode == 3:
+        pytest.skip(f"SLURM is not installed here: {up.stderr.strip()}")
+    assert up.returncode == 0, f"the SLURM cluster did not start:\n{up.stdout}\n{up.stderr}"
+    yield {"SLURM_CONF": str(SLURM_DIR / "slurm.conf")}
+    if "started" in up.stdout and "PYTEST_XDIST_WORKER" not in os.environ:
+        subprocess.run(["bash", str(REPO / ".ci" / "slurm-down")], check=False)
+
+
+def pid_of_rank(environment: dict, under: int | None = None, timeout: float = 60) -> int:
+    """The pid of the rank to kill: the oldest process running dlx whose environment (as it started) holds every
+    item of `environment` (RANK=1 under a torchrun agent, SLURM_PROCID=1 in a SLURM job), among the
+    descendants of `under` (every process when None)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        parents = {}
+        for entry in Path("/proc").iterdir():
+            try:
+                parents[int(entry.name)] = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            except (ValueError, OSError):
+                continue
+        found = []
+        for pid in sorted(parents):
+            ancestor = pid
+            while under is not None and ancestor not in (under, 0, 1) and ancestor in parents:
+                ancestor = parents[ancestor]
+            try:
+                started_with = set(Path(f"/proc/{pid}/environ").read_bytes().split(b"\0"))
+                runs_dlx = b"dlx" in Path(f"/proc/{pid}/cmdline").read_bytes()
+            except OSError:
+                continue
+            if (under is None or ancestor == under) and runs_dlx and \
+                    all(f"{key}={value}".encode() in started_with for key, value in environment.items()):
+                found.append(pid)
+        if found:
+            return min(found)
+        time.sleep(0.2)
+    raise AssertionError(f"no dlx process with {environment} under {under}")

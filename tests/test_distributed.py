@@ -5,13 +5,15 @@ import json
 import os
 import shlex
 import signal
+import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
 import torch
-from conftest import ENV, dlx, latest_run, summary_of, wait_for_step
+from conftest import ENV, REPO, dlx, latest_run, pid_of_rank, summary_of, wait_for_step
 
 from dlx.store.checkpoint import load_checkpoint
 from dlx.store.metrics import read_metrics
@@ -172,6 +174,134 @@ def test_submitit_tasks_train_one_run(workdir: Path, monkeypatch: pytest.MonkeyP
     runs = list((workdir / "outputs").glob("*/*/summary.json"))
     assert len(runs) == 1
     assert assert_one_run_of_two_ranks(runs[0].parent)["steps"] == 22
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def torchrun(*options: str, args: list[str], cwd: Path, env: dict | None = None) -> subprocess.Popen:
+    """A torchrun agent (python -m torch.distributed.run OPTIONS -m dlx train ARGS), started in the background."""
+    return subprocess.Popen([sys.executable, "-m", "torch.distributed.run", *options, "-m", "dlx", "train", *args],
+                            cwd=cwd, env={**ENV, **(env or {})}, text=True, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, stdin=subprocess.DEVNULL)
+
+
+def test_two_torchrun_agents_as_two_nodes_train_one_run(workdir: Path) -> None:
+    """Two machines, as two torchrun agents in folders of their own (each one's disk), one process each, meeting
+    through c10d rendezvous on 127.0.0.1: one run, written by rank 0 alone, on the trajectory of one process
+    with twice the batch."""
+    same = ["dataset.val_fraction=0.105", "trainer.max_epochs=2", "trainer.log_every=1"]  # as the test above
+    rendezvous = ["--nnodes=2", "--nproc-per-node=1", "--rdzv-backend=c10d", f"--rdzv-endpoint=127.0.0.1:{free_port()}",
+                  "--rdzv-id=two-nodes"]
+    nodes = [workdir / "node0", workdir / "node1"]
+    agents = []
+    for rank, node in enumerate(nodes):
+        node.mkdir()
+        agents.append(torchrun(*rendezvous, f"--node-rank={rank}", args=[*same, "trainer.batch_size=32"], cwd=node))
+    for agent in agents:
+        _, stderr = agent.communicate(timeout=TIMEOUT)
+        assert agent.returncode == 0, stderr
+    # The agents' join order decides which node holds rank 0: that node has the run, the other no file at all.
+    written = [[path for path in node.rglob("*") if path.is_file()] for node in nodes]
+    assert sorted(map(bool, written)) == [False, True], written
+    main = nodes[0] if written[0] else nodes[1]
+    runs = list((main / "outputs").glob("*/*/summary.json"))
+    assert len(runs) == 1 and runs[0].parent == latest_run(main)
+    assert_one_run_of_two_ranks(runs[0].parent)
+    dlx("train", *same, "trainer.batch_size=64", "hydra.run.dir=one", cwd=workdir)
+    two, one = read_metrics(runs[0].parent / "metrics.jsonl"), read_metrics(workdir / "one" / "metrics.jsonl")
+    assert [(r["step"], r["split"]) for r in two] == [(r["step"], r["split"]) for r in one]
+    for row_two, row_one in zip(two, one):
+        for key in ("loss", "acc"):
+            if key in row_one:
+                assert row_two[key] == pytest.approx(row_one[key], rel=1e-5), (row_one["step"], row_one["split"], key)
+
+
+@pytest.mark.slow
+def test_torchrun_restarts_a_killed_rank_and_the_run_resumes_in_its_folder(workdir: Path) -> None:
+    """--max-restarts=1: rank 1 killed with SIGKILL, torchrun's agent starts both ranks again; they continue in
+    the run folder of the first attempt from its newest checkpoint, to the weights of a run never stopped."""
+    args = ["model.dropout=0.2", "trainer.max_epochs=6", "trainer.log_every=1", "trainer.checkpoint_every=5"]
+    agent = torchrun("--standalone", "--nproc-per-node=2", "--max-restarts=1", args=args, cwd=workdir)
+    metrics = lambda: next(iter((workdir / "outputs").glob("*/*/metrics.jsonl")), workdir / "none")  # noqa: E731
+    deadline = time.monotonic() + TIMEOUT
+    while not metrics().exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    wait_for_step(agent, metrics(), 12, TIMEOUT)
+    os.kill(pid_of_rank({"RANK": "1"}, under=agent.pid), signal.SIGKILL)
+    killed_after = max(r["step"] for r in read_metrics(metrics()) if r["split"] == "train")
+    _, stderr = agent.communicate(timeout=TIMEOUT)
+    assert agent.returncode == 0, stderr
+    runs = list((workdir / "outputs").glob("*/*/summary.json"))
+    assert len(runs) == 1, runs  # the restart found the first attempt's folder
+    run = runs[0].parent
+    summary = assert_one_run_of_two_ranks(run)
+    [restart] = summary["restarts"]
+    assert restart["launcher"] == "torchrun" and restart["count"] == 1
+    # The newest checkpoint before the kill: at most checkpoint_every (5) steps lost.
+    assert killed_after - 5 <= restart["resumed_from_step"] <= killed_after
+    rows = read_metrics(run / "metrics.jsonl")
+    assert [r["step"] for r in rows if r["split"] == "restart"] == [restart["resumed_from_step"]]
+    assert "Restarted by torchrun (restart 1)" in (run / "train.log").read_text()
+    dlx("train", *args, "trainer.devices=2", "hydra.run.dir=whole", cwd=workdir, timeout=TIMEOUT)
+    whole = load_checkpoint(workdir / "whole" / "checkpoints" / "last.ckpt")["model"]
+    resumed = load_checkpoint(run / "checkpoints" / "last.ckpt")["model"]
+    assert all(torch.equal(whole[key], resumed[key]) for key in whole)
+    assert [(r["step"], r["split"], r.get("loss")) for r in rows if r["split"] != "restart"] == \
+        [(r["step"], r["split"], r.get("loss")) for r in read_metrics(workdir / "whole" / "metrics.jsonl")]
+
+
+FAULTS = REPO / "tests" / "faults"
+
+
+def start_faulty_run(launcher: str, fail_rank: str, workdir: Path) -> subprocess.Popen:
+    """A two-process run of tests/faults' model, which raises on rank `fail_rank` at step 5 ('' for none)."""
+    env = {"PYTHONPATH": os.pathsep.join([str(FAULTS), ENV.get("PYTHONPATH", "")]), "DLX_TEST_FAIL_RANK": fail_rank,
+           "DLX_TEST_FAIL_STEP": "5"}
+    args = [f"--config-dir={FAULTS / 'conf'}", "model=faulty_ffn", "trainer.max_epochs=100", "trainer.log_every=1",
+            "hydra.run.dir=run"]
+    if launcher == "torchrun":
+        return torchrun("--standalone", "--nproc-per-node=2", args=args, cwd=workdir, env=env)
+    return subprocess.Popen([sys.executable, "-m", "dlx", "train", *args, "trainer.devices=2"], cwd=workdir,
+                            env={**ENV, **env}, text=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            stdin=subprocess.DEVNULL)
+
+
+@pytest.mark.parametrize("launcher, failure", [
+    ("trainer.devices", "rank 1 raises"),
+    ("torchrun", "rank 1 killed"),
+    pytest.param("torchrun", "rank 1 raises", marks=pytest.mark.slow),
+    pytest.param("trainer.devices", "rank 0 killed", marks=pytest.mark.slow),
+])
+def test_a_rank_that_fails_alone_ends_the_run_within_seconds(launcher: str, failure: str, workdir: Path) -> None:
+    """The others meet the failure at their next collective; they name the rank and its error (its own report in
+    the run's store, or its stopped heartbeat) and end, without waiting for the collective's timeout."""
+    rank = failure.split()[1]
+    process = start_faulty_run(launcher, rank if failure.endswith("raises") else "", workdir)
+    wait_for_step(process, workdir / "run" / "metrics.jsonl", 4, TIMEOUT)
+    if failure.endswith("killed"):
+        wait_for_step(process, workdir / "run" / "metrics.jsonl", 10, TIMEOUT)
+        # Under torchrun, the worker whose environment says RANK=1; trainer.devices's ranks are spawned and
+        # learn their rank after they start, and rank 0 wrote its pid in summary.json.
+        pid = pid_of_rank({"RANK": rank}, under=process.pid) if launcher == "torchrun" \
+            else summary_of(workdir / "run")["pid"]
+        assert launcher == "torchrun" or rank == "0"
+        os.kill(pid, signal.SIGKILL)
+    failed_at = time.monotonic()
+    _, stderr = process.communicate(timeout=TIMEOUT)
+    assert time.monotonic() - failed_at < 30  # seconds, against the collectives' 30-minute timeout
+    assert process.returncode == 1, stderr
+    error = ("ValueError: the test's failure on rank 1 at step 5" if failure.endswith("raises")
+             else "killed by a signal (SIGKILL, the out-of-memory killer)")
+    summary = summary_of(workdir / "run")
+    assert summary["status"] == "failed" and summary["failed_rank"] == int(rank)
+    assert summary["error"].startswith(f"Rank {rank} of the run's 2 processes") and error in summary["error"]
+    if rank == "1":  # rank 0 says so itself (a killed rank 0 says nothing: the launcher does)
+        assert f"error: Rank {rank} of the run's 2 processes" in stderr and error in stderr
+    assert "Resume with: dlx train" in summary["error"] or not (workdir / "run" / "checkpoints").exists()
 
 
 def test_devices_must_be_a_positive_number(workdir: Path) -> None:

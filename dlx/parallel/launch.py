@@ -66,6 +66,11 @@ def error_of_ranks(summary_path: Path, failure: WorkersFailed) -> DlxError:
         return stopped
     if failure.exit_code == DlxError.exit_code and summary.get("status") == "failed":
         return DlxError(summary["error"])
+    if summary.get("failed_rank") is not None:  # the rank that failed first, as the others found it
+        crash = DlxError(f"{summary['error']} The run folder {summary_path.parent} holds what was saved; the "
+                         "messages above come from the processes themselves.")
+        crash.exit_code = 1  # not a mistake in the command: a crash
+        return crash
     crash = DlxError(f"Training in several processes failed: {failure.cause or 'they were stopped'}. The run "
                      f"folder {summary_path.parent} holds what rank 0 saved; the messages above come from the "
                      "processes themselves.")

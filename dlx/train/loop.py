@@ -23,7 +23,7 @@ from dlx.train.augment import Augment
 from dlx.train.checkpointing import CheckpointWriter
 from dlx.train.evaluate import evaluate
 from dlx.train.monitor import BestMonitor, IntervalMeter
-from dlx.train.signals import Interrupted
+from dlx.train.signals import SAVE_NOW, Interrupted
 from dlx.train.state import Schedule, TrainState, epoch_order, rank_share
 from dlx.train.step import Updater
 from dlx.train.tasks import Task
@@ -71,7 +71,7 @@ class Loop:
     seed: int  # the sample order's: trainer.seed
     eval_batch_size: int
     mixed_precision: AbstractContextManager  # autocast, or nothing at 32 bits
-    stop_requested: Callable[[], int]  # the signal number once the user asked to stop (SIGINT, SIGTERM), else 0
+    stop_requested: Callable[[], int]  # the signal number once the user asked to stop (SIGINT, SIGTERM), SAVE_NOW, or 0
     augment: Augment | None = None  # flips, shifts: changes each training batch before the model sees it
     train_model: nn.Module = field(init=False)  # what the steps call: under DDP, the model in its wrapper
     meter: IntervalMeter = field(init=False)
@@ -137,9 +137,11 @@ class Loop:
         self.checkpoints.save(self.state, {}, improved=False)
 
     def stop_if_signalled(self) -> None:
-        """A signal may reach some ranks only, or between their steps: all stop after the same step."""
+        """A signal may reach some ranks only, or between their steps: all stop (or save) after the same step."""
         signal_number = self.world.max(self.stop_requested())
-        if signal_number and not self.schedule.is_last_step(self.state.step):
+        if signal_number == SAVE_NOW:  # SIGTERM under SLURM: SIGKILL follows, and the job may be requeued
+            self.save()
+        elif signal_number and not self.schedule.is_last_step(self.state.step):
             self.save()
             raise Interrupted(signal_number, self.state.step, self.checkpoints.last)
 

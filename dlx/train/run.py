@@ -18,9 +18,18 @@ from dlx import __version__
 from dlx.config.checks import check_config
 from dlx.data import DataSplits
 from dlx.errors import DlxError
-from dlx.parallel.world import World, join_world, weights_sha256
+from dlx.parallel.world import (
+    RankFailed,
+    World,
+    blame,
+    join_world,
+    launcher_restart,
+    report_failure,
+    slurm_job,
+    weights_sha256,
+)
 from dlx.store.checkpoint import load_checkpoint
-from dlx.store.files import write_json_atomically
+from dlx.store.files import read_json, write_json_atomically
 from dlx.store.metrics import MetricsLog
 from dlx.train.augment import Augment, build_augment
 from dlx.train.build import (
@@ -39,7 +48,7 @@ from dlx.train.loop import Loop, fit
 from dlx.train.monitor import BestMonitor, monitored
 from dlx.train.resume import resume_or_start
 from dlx.train.setup import start_run
-from dlx.train.signals import Interrupted, stop_on_signals
+from dlx.train.signals import Interrupted, ignore_stop_requests, stop_on_signals
 from dlx.train.state import Schedule, TrainState
 from dlx.train.step import Updater
 from dlx.train.tasks import Task, prepare
@@ -75,9 +84,13 @@ def train(cfg: DictConfig, run_dir: Path, choices: dict[str, str], overrides: li
     world = join_world()
     started = time.time()
     console = start_logging(run_dir, world)
+    earlier = read_json(run_dir / "summary.json") if world.is_main else None  # an attempt this one may resume
     summary: dict[str, Any] = {"status": "running", "run_dir": str(run_dir), "choices": choices,
                                "overrides": overrides, "pid": os.getpid(), "host": platform.node()}
-    if world.is_main:
+    if slurm_job():
+        summary["slurm_job"] = slurm_job()
+    speaks = world.is_main  # writes summary.json: rank 0, or the next rank if rank 0 was killed
+    if speaks:
         write_json_atomically(run_dir / "summary.json", summary)  # "running": what `dlx runs` shows meanwhile
     loggers: list[Any] = []  # TensorBoard, MLflow... (rank 0)
     try:
@@ -86,9 +99,12 @@ def train(cfg: DictConfig, run_dir: Path, choices: dict[str, str], overrides: li
             record_run(parts, cfg, run_dir, console)
         state = resume_or_start(cfg.trainer, run_dir, world, parts.config, parts.model, parts.optimizers,
                                 parts.schedulers, parts.device)
+        restart = record_restarts(summary, earlier, state, parts.schedule)
         if world.is_main:
             loggers = start_loggers(cfg, run_dir, parts.config, state.step)
         with MetricsLog(run_dir / "metrics.jsonl" if world.is_main else Path(os.devnull), loggers) as metrics_log:
+            if restart:
+                metrics_log.write(restart)
             with TrainingProgress(parts.schedule.total_steps, state.step, console) as progress, \
                     stop_on_signals() as stop:
                 fit(make_loop(parts, cfg.trainer, state, run_dir, metrics_log, progress, stop, world))
@@ -100,25 +116,59 @@ def train(cfg: DictConfig, run_dir: Path, choices: dict[str, str], overrides: li
                     **outcome(parts, state, run_dir)}
         return summary
     except Interrupted as err:
-        command = ["dlx", "train", *(f"--config-dir={d}" for d in config_dirs),
-                   *(o for o in overrides if not o.startswith("trainer.resume")),
-                   f"trainer.resume={err.checkpoint.resolve()}"]
-        err.args = (f"{err} Resume with: {shlex.join(command)}",)
+        err.args = (f"{err} Resume with: {resume_command(err.checkpoint, overrides, config_dirs)}",)
         summary |= {"status": "interrupted", "error": str(err)}
         raise
-    except DlxError as err:
-        summary |= {"status": "failed", "error": str(err)}
-        raise
-    except BaseException as err:  # a bug, an out-of-memory error, Ctrl-C outside the training loop
-        status = "interrupted" if isinstance(err, KeyboardInterrupt) else "failed"
-        summary |= {"status": status, "error": f"{type(err).__name__}: {err}"}
-        raise
+    except BaseException as err:  # a mistake, a bug, an out-of-memory error, Ctrl-C outside the training loop
+        if world.size > 1:  # ending: the launcher's SIGTERM to the ranks left must not cut short what follows
+            ignore_stop_requests()
+        failure = blame(world, err) if world.size > 1 else None
+        if failure is None:
+            summary |= {"status": "interrupted" if isinstance(err, KeyboardInterrupt) else "failed",
+                        "error": str(err) if isinstance(err, DlxError) else f"{type(err).__name__}: {err}"}
+            if world.size > 1 and not isinstance(err, KeyboardInterrupt):
+                report_failure(world, err)  # for the other ranks, whose next collective fails without this one
+            raise
+        # Another rank failed: name it, here and in the summary.
+        stopped = RankFailed(failure)
+        last = run_dir / "checkpoints" / "last.ckpt"
+        if last.exists():
+            stopped.args = (f"{stopped} Resume with: {resume_command(last, overrides, config_dirs)}",)
+        summary |= {"status": "failed", "error": str(stopped), "failed_rank": failure.rank}
+        speaks = speaks or (failure.rank == 0 and failure.killed and world.rank == 1)
+        raise stopped from err
     finally:
         summary |= {"wall_time_s": round(time.time() - started, 3), "dlx_version": __version__,
                     "torch_version": str(torch.__version__), "python_version": platform.python_version()}
-        if world.is_main:
+        if speaks:
             write_json_atomically(run_dir / "summary.json", summary)
         finish_loggers(loggers, summary)
+
+
+def resume_command(checkpoint: Path, overrides: list[str], config_dirs: list[str]) -> str:
+    """The `dlx train` command that continues this run from `checkpoint`."""
+    return shlex.join(["dlx", "train", *(f"--config-dir={d}" for d in config_dirs),
+                       *(o for o in overrides if not o.startswith("trainer.resume")),
+                       f"trainer.resume={checkpoint.resolve()}"])
+
+
+def record_restarts(summary: dict[str, Any], earlier: dict[str, Any] | None, state: TrainState,
+                    schedule: Schedule) -> dict[str, Any] | None:
+    """A run that resumed keeps the record of its earlier restarts in summary["restarts"]; when the launcher
+    restarted it just now (torchrun after a failed rank, SLURM after a preemption), one more, and the row
+    that says so in metrics.jsonl (split "restart", at the step it resumed from), which this returns."""
+    launcher, count = launcher_restart()
+    restarts = list((earlier or {}).get("restarts", [])) if state.step > 0 else []
+    if launcher:
+        restarts.append({"launcher": launcher, "count": count, "resumed_from_step": state.step,
+                         "time": time.strftime("%Y-%m-%dT%H:%M:%S%z")})
+    if restarts:
+        summary["restarts"] = restarts
+    if not launcher:
+        return None
+    logger.info(f"Restarted by {launcher} (restart {count}): resumed at step {state.step}")
+    return {"step": state.step, "epoch": round(schedule.epochs_done(state), 4), "split": "restart",
+            "count": count}
 
 
 def start_logging(run_dir: Path, world: World) -> Any:

@@ -1,5 +1,5 @@
 """Stopping a run on request: SIGINT, SIGTERM and SIGUSR2 (a scheduler's preemption warning) make the loop
-finish its step, save last.ckpt and raise Interrupted."""
+finish its step, save last.ckpt and raise Interrupted. Under SLURM (submitit), SIGTERM saves and training goes on."""
 
 import os
 import signal
@@ -12,17 +12,28 @@ from typing import Any
 from dlx.errors import DlxError
 from dlx.ui.console import logger
 
+# What the loop is asked, as one number that the ranks combine with one max(): 0 nothing, SAVE_NOW save
+# last.ckpt and go on, else the number of the signal that asks to stop (SIGINT 2, SIGUSR2 12, SIGTERM 15; 1 is
+# SIGHUP, which no rank handles). A stop wins over a save, and saves too.
+SAVE_NOW = 1
+
 
 @contextmanager
 def stop_on_signals() -> Iterator[Callable[[], int]]:
     """While training, SIGINT, SIGTERM and SIGUSR2 ask the loop to stop after the current step (it then
-    saves last.ckpt); a second signal stops at once. Yields a function returning the signal received, or 0.
+    saves last.ckpt); a second signal stops at once. Yields a function returning what was asked (0, SAVE_NOW or
+    the signal's number); a save request is answered once.
 
     SIGUSR2 is the warning SLURM (--signal) and submitit send before preemption or the time limit. Under
-    submitit, SIGTERM stays with submitit's handler: SLURM sends it on preemption too, and submitit ignores it
-    so as to save and requeue on SIGUSR2 instead (the job wrapper hands SIGUSR2 back once last.ckpt is saved).
+    submitit, SIGTERM stays with submitit, which ignores it so as to save and requeue on SIGUSR2 (the job
+    wrapper hands SIGUSR2 back once last.ckpt is saved): a job that stopped on SIGTERM would report itself
+    finished to the sweep while SLURM requeues it. SLURM sends SIGTERM when it ends a job for good or for a
+    requeue (scancel, `scontrol requeue`, preemption without a warning, the time limit), then SIGKILL after
+    its KillWait: dlx saves last.ckpt at once and trains on until then, so the requeued job loses at most
+    those seconds.
     """
     received: list[int] = []
+    save: list[int] = []
     if threading.current_thread() is not threading.main_thread():  # handlers can only be set there
         yield lambda: 0
         return
@@ -35,15 +46,41 @@ def stop_on_signals() -> Iterator[Callable[[], int]]:
         logger.warning(f"{signal.Signals(signal_number).name} received: stopping after this step "
                        "(send it again to stop at once)")
 
-    numbers = [signal.SIGINT, signal.SIGUSR2]
-    if not callable(signal.getsignal(signal.SIGTERM)):  # the default, not a job scheduler's own handler
-        numbers.append(signal.SIGTERM)
-    previous = {number: signal.signal(number, handler) for number in numbers}
+    scheduler_handler = signal.getsignal(signal.SIGTERM)
+
+    def save_on_sigterm(signal_number: int, frame: Any) -> None:
+        save.append(signal_number)
+        logger.warning("SIGTERM received under SLURM: saving last.ckpt after this step; the job goes on until "
+                       "SLURM ends it")
+        if callable(scheduler_handler):
+            scheduler_handler(signal_number, frame)
+
+    numbers = {signal.SIGINT: handler, signal.SIGUSR2: handler}
+    # The default, or a job scheduler's own handler (submitit's)
+    numbers[signal.SIGTERM] = save_on_sigterm if callable(scheduler_handler) else handler
+    previous = {number: signal.signal(number, each) for number, each in numbers.items()}
+
+    def requested() -> int:
+        if received:
+            return received[0]
+        if save:
+            save.clear()
+            return SAVE_NOW
+        return 0
+
     try:
-        yield lambda: received[0] if received else 0
+        yield requested
     finally:
         for number, old in previous.items():
             signal.signal(number, old)
+
+
+def ignore_stop_requests() -> None:
+    """This rank is ending by itself, on an error (its own or another rank's): SIGTERM and SIGINT, which the
+    launcher sends to stop the ranks still running when one failed, would only cut short its record of why."""
+    if threading.current_thread() is threading.main_thread():
+        for number in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(number, signal.SIG_IGN)
 
 
 class Interrupted(DlxError):
