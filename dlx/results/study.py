@@ -16,8 +16,6 @@ from dlx.errors import DlxError, require
 from dlx.results.runs import SWEEP_MANIFEST, format_duration
 from dlx.store.files import read_json
 
-PLOTS = ("history", "importances", "parallel_coordinates", "intermediate_values", "timeline")
-
 
 @dataclass(frozen=True)
 class StudyLocation:
@@ -146,16 +144,15 @@ def quiet_optuna() -> Iterator[None]:
         yield
 
 
-def write_plots(study: Any, out: Path) -> list[Path]:
-    """The study's PNG plots in `out`: optimisation history, parameter importances, parallel coordinates,
-    intermediate values (the validations the pruner saw), the timeline of trials (which ran at once); for
-    several objectives, the Pareto front. A plot the study cannot fill yet (one trial) is left out."""
-    matplotlib = require("matplotlib", "plot", "dlx study's plots")
+def study_figures(study: Any) -> Iterator[tuple[str, Any]]:
+    """The study's plots, each a matplotlib Figure (closed once the caller moves on): optimisation history,
+    parameter importances, parallel coordinates, intermediate values (the validations the pruner saw), the
+    timeline of trials (which ran at once); for several objectives, the Pareto front. A plot the study cannot
+    fill yet (one trial) is left out."""
+    matplotlib = require("matplotlib", "plot", "The study's plots")
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     from optuna.visualization import matplotlib as plots
-
-    from dlx.ui.figures import save_figure
 
     labels = objective_labels(study)
     several = len(study.directions) > 1
@@ -170,7 +167,6 @@ def write_plots(study: Any, out: Path) -> list[Path]:
     if several:
         drawers["pareto_front"] = lambda: plots.plot_pareto_front(study, target_names=labels)
         del drawers["intermediate_values"]  # Optuna reports intermediate values for one objective only
-    written = []
     for name, draw in drawers.items():
         try:
             with quiet_optuna():
@@ -183,9 +179,17 @@ def write_plots(study: Any, out: Path) -> list[Path]:
             axes.set_xlabel("Validation (the epoch, with the default trainer.eval_every)")
         figure.set_size_inches(9, 5.5)
         figure.tight_layout()
-        written.append(save_figure(figure, out / f"{name}.png"))
-        plt.close(figure)
-    return written
+        try:
+            yield name, figure
+        finally:
+            plt.close(figure)
+
+
+def write_plots(study: Any, out: Path) -> list[Path]:
+    """The study's plots as NAME.png in `out`."""
+    from dlx.ui.figures import save_figure
+
+    return [save_figure(figure, out / f"{name}.png") for name, figure in study_figures(study)]
 
 
 def format_value(value: Any) -> str:

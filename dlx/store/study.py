@@ -83,7 +83,7 @@ def open_storage(url: str) -> Any:
             engine = {"connect_args": {"timeout": 60}} if path is not None else {}
             return optuna.storages.RDBStorage(url, engine_kwargs=engine)
     except Exception as err:  # sqlalchemy's OperationalError, ArgumentError, ModuleNotFoundError of a driver...
-        reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        reason = str(err).strip().splitlines()[0].rstrip(".") if str(err).strip() else type(err).__name__
         raise DlxError(f"Cannot open the study's storage {describe(url)}: {reason}. hydra.sweeper.storage takes a "
                        "SQLAlchemy URL (sqlite:///PATH, postgresql://USER@HOST/DB with its driver installed) or "
                        "the name of a journal file; null keeps the study in study.db in its sweep folder.") from err

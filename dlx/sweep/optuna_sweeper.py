@@ -164,6 +164,9 @@ class StudyRunner:
                   + (f" ({pruned} pruned)" if pruned else "")
                   + (f"; trial(s) {', '.join(str(n) for n, _ in resumed)} resume where they stopped" if resumed else ""),
                   flush=True)
+        if not resumed and study_size(self.study) >= self.n_trials:
+            print(f"The study holds its {self.n_trials} trials already: nothing to run. Raise "
+                  "hydra.sweeper.n_trials to search further.", flush=True)
 
     def ask(self) -> tuple[int, list[str]]:
         """A new trial: its parameters from the sampler, its job's overrides recorded with it (for `dlx study`
