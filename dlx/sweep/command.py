@@ -152,8 +152,12 @@ def print_plan(plan: Any, study: Any = None) -> int:
         console.print(f"The sampler picks each trial as the study goes, over {len(study.space.params)} parameter(s):")
         for key, space in study.space.described().items():
             console.print(f"  {escape(key)}: {escape(space)}")
-        console.print(f"The config the trials start from is {'valid' if plan.errors[0] is None else 'invalid'}:")
-    elif plan.searched:
+        if plan.errors[0] is not None:
+            print_error(DlxError(f"The config the trials start from is invalid: {plan.errors[0]}"))
+            return DlxError.exit_code
+        console.print(f"The config the trials start from is valid (dry run: nothing created in {escape(plan.folder)}).")
+        return 0
+    if plan.searched:
         console.print(f"{plan.sweeper.rpartition('.')[2]} picks its {plan.trials or ''} trials as it goes, over:")
         for key, space in plan.search_space.items():
             console.print(f"  {escape(key)}: {escape(space)}")

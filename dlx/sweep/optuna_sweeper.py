@@ -231,7 +231,7 @@ class StudyRunner:
         summary = job.return_value if job.status == JobStatus.COMPLETED else None
         status = (summary or {}).get("status", "failed")
         if status == "pruned":
-            self.study.tell(number, state=TrialState.PRUNED)
+            self.tell(number, state=TrialState.PRUNED)
             trial = self.study.get_trials(deepcopy=False)[number]  # numbered 0, 1... in the study
             step = trial.last_step
             print(f"Trial {number} pruned at validation {step} "
@@ -240,17 +240,26 @@ class StudyRunner:
             return
         values = objective_values(self.settings, summary, run_dir) if status == "completed" and summary else None
         if values is None:
-            self.study.tell(number, state=TrialState.FAIL)
+            self.tell(number, state=TrialState.FAIL)
             reason = (summary or {}).get("error") or (f"no finite value of {', '.join(objective_names(self.settings))}"
                                                       if status == "completed" else f"see {run_dir / 'train.log'}")
             print(f"Trial {number} failed: {reason}", flush=True)
             return
-        self.study.tell(number, values=values)
+        self.tell(number, values=values)
         names = objective_names(self.settings, monitored=summary_metric(summary))
         if self.study.user_attrs.get("objectives") != names:
             self.study.set_user_attr("objectives", names)  # for `dlx study`: what the values are
         print(f"Trial {number} completed: {', '.join(f'{n} {v:.4g}' for n, v in zip(names, values))}"
               + self.best_so_far(), flush=True)
+
+    def tell(self, number: int, **outcome: Any) -> None:
+        try:
+            self.study.tell(number, **outcome)
+        except RuntimeError as err:
+            # The grid sampler asks the study to stop once its grid is done, which Optuna allows only inside
+            # study.optimize(); the trial is recorded all the same, and n_trials is capped at the grid's size.
+            if "Study.stop" not in str(err):
+                raise
 
     def best_so_far(self) -> str:
         if self.settings.multi_objective:

@@ -48,6 +48,7 @@ def plan_study(plan: Plan, overrides: list[str]) -> StudyPlan:
     if measures is not None:
         check_objectives(settings, measures)
     study = StudyPlan(settings, space, settings.url(plan.folder), measures)
+    # The existing study is looked at last: a wrong direction is first a mistake about the metric.
     look_at_existing_study(study, Path(plan.folder))
     return study
 
