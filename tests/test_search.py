@@ -251,3 +251,17 @@ def test_a_storage_that_cannot_be_created_is_refused_before_anything_is_written(
                  SMOKE, "hydra.sweep.dir=sw", cwd=workdir, expect=2)
     assert "Cannot create the study's storage" in result.stderr and "a_file is a file, not a folder" in result.stderr
     assert not (workdir / "sw").exists()
+
+
+@pytest.mark.slow
+def test_a_trial_trained_in_two_processes_is_pruned_and_both_ranks_stop(workdir: Path) -> None:
+    # The grid (seed 0) tries lr 0.1 first, then 0.0001, which the median of the first trial's validations prunes.
+    dlx("train", "-m", "hydra/sweeper=dlx_optuna", "hydra.sweeper.sampler=grid", "optimizer.lr=choice(0.0001,0.1)",
+        "hydra.sweeper.pruner=median", "+hydra.sweeper.pruner_options.n_startup_trials=1", "trainer.devices=2",
+        "trainer.device=cpu", "trainer.max_epochs=4", "hydra.sweeper.study_name=ddp", cwd=workdir)
+    folder = workdir / "outputs" / "studies" / "ddp"
+    study = load(f"sqlite:///{folder / 'study.db'}", "ddp")
+    assert [(t.params["optimizer.lr"], t.state.name) for t in study.trials] == [(0.1, "COMPLETE"), (0.0001, "PRUNED")]
+    pruned = summary_of(folder / "1")
+    assert pruned["status"] == "pruned" and pruned["epochs"] == study.trials[1].last_step == 1
+    assert pruned["distributed"]["world_size"] == 2  # both ranks stopped at that validation, with the same weights
