@@ -97,15 +97,15 @@ def study_page(sweep_dir: Path) -> str:
     head = "".join(f"<th>{html.escape(c)}</th>" for c in ["trial", "state", *labels, *params, "validations"])
     rows = []
     for trial in study.get_trials(deepcopy=False):
-        values = list(trial.values) if trial.values else [None] * len(labels)
-        cells = [str(trial.number), trial.state.name.lower(), *("" if v is None else format_value(v) for v in values),
+        numbers = list(trial.values) if trial.values else [None] * len(labels)
+        cells = [str(trial.number), trial.state.name.lower(), *("" if v is None else format_value(v) for v in numbers),
                  *(str(trial.params.get(p, "")) for p in params), "" if trial.last_step is None else str(trial.last_step)]
         rows.append("<tr>" + "".join(f"<td>{html.escape(cell)}</td>" for cell in cells) + "</tr>")
     parts.append(f"<h2>Trials</h2>\n<table>\n<tr>{head}</tr>\n" + "\n".join(rows) + "\n</table>")
     for label, found in importances(study).items():
-        cells = "\n".join(f'<tr><th>{html.escape(name)}</th><td class="num">{share:.3f}</td></tr>'
-                          for name, share in found.items())
-        parts.append(f"<h2>Parameter importances for {html.escape(label)} (fANOVA)</h2>\n<table>\n{cells}\n</table>")
+        shares = "\n".join(f'<tr><th>{html.escape(name)}</th><td class="num">{share:.3f}</td></tr>'
+                           for name, share in found.items())
+        parts.append(f"<h2>Parameter importances for {html.escape(label)} (fANOVA)</h2>\n<table>\n{shares}\n</table>")
     for name, figure in study_figures(study):
         parts.append(f"<h2>{html.escape(name.replace('_', ' ').capitalize())}</h2>\n{image(figure_png(figure), name)}")
     parts.append(f'<p class="meta">Written by dlx {html.escape(__version__)}.</p>')

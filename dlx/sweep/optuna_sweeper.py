@@ -74,7 +74,7 @@ def open_study(settings: SearchSettings, space: SearchSpace, url: str, create: b
     sampler = build_sampler(settings, grid_of(space) if settings.sampler == "grid" else None)
     pruner = build_pruner(settings.pruner, settings.pruner_options)
     directions = [optuna.study.StudyDirection[d.upper()] for d in settings.directions]  # as the storage has them
-    existing = {summary.study_name: summary for summary in optuna.get_all_study_summaries(storage)}
+    existing = {study.study_name: study for study in storage.get_all_studies()}
     if settings.study_name in existing and existing[settings.study_name].directions != directions:
         raise DlxError(f"The study {settings.study_name} in {url} was started to "
                        f"{', '.join(d.name.lower() for d in existing[settings.study_name].directions)}, not to "
