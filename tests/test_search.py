@@ -265,3 +265,26 @@ def test_a_trial_trained_in_two_processes_is_pruned_and_both_ranks_stop(workdir:
     pruned = summary_of(folder / "1")
     assert pruned["status"] == "pruned" and pruned["epochs"] == study.trials[1].last_step == 1
     assert pruned["distributed"]["world_size"] == 2  # both ranks stopped at that validation, with the same weights
+
+
+@pytest.mark.slow
+def test_ctrl_c_stops_a_study_with_the_command_that_continues_it(workdir: Path) -> None:
+    args = ["train", "-m", "hydra/sweeper=dlx_optuna", "hydra.sweeper.study_name=stopped", "hydra.sweeper.n_trials=2",
+            "optimizer.lr=tag(log,interval(0.02,0.2))", "model.hidden_sizes=[32]", "trainer.max_epochs=12"]
+    folder = workdir / "outputs" / "studies" / "stopped"
+    process = start_dlx(args, workdir)
+    try:
+        wait_for(lambda: (folder / "0/checkpoints/last.ckpt").exists(), timeout=240, what="trial 0 under way")
+        process.send_signal(signal.SIGINT)
+        _, err = process.communicate(timeout=120)
+    finally:
+        process.kill()
+    assert process.returncode == 128 + signal.SIGINT
+    assert "Continue the study (finished trials are kept, interrupted ones resume) with: dlx train -m" in err
+    assert "hydra.sweep.dir=outputs/studies/stopped" in err
+    assert status(folder / "0") == "interrupted"
+    assert [t.state.name for t in load(f"sqlite:///{folder / 'study.db'}", "stopped").trials] == ["RUNNING"]
+    command = shlex.split(err.split("with: ")[-1].strip().splitlines()[0])
+    result = dlx(*command[1:], cwd=workdir)
+    assert "trial(s) 0 resume where they stopped" in result.stdout
+    assert [t.state.name for t in load(f"sqlite:///{folder / 'study.db'}", "stopped").trials] == ["COMPLETE"] * 2

@@ -34,7 +34,8 @@ def run_train(args: list[str]) -> int:
         # Compose and check every job's config before Hydra starts, so mistakes get dlx's explanation.
         # With --cfg nothing is trained, so the constructor checks (which import torch) are skipped.
         plan = preflight(args, check_values=not printing_config, keep_going=dry_run)
-        study = plan_study(plan, search_overrides(args)) if plan is not None and is_dlx_search(plan) else None
+        searching = plan is not None and is_dlx_search(plan) and not printing_config
+        study = plan_study(plan, search_overrides(args)) if searching else None  # type: ignore[arg-type]
         if dry_run:
             return print_plan(plan, study)
         # Under torchrun every rank runs this command; rank 0 alone keeps the sweep's records and table.
