@@ -16,8 +16,11 @@ def test_wheel_ships_conf_and_uses_it(tmp_path: Path) -> None:
     wheel = next((tmp_path / "dist").glob("dlx-*.whl"))
     names = zipfile.ZipFile(wheel).namelist()
     for path in ["dlx/conf/train.yaml", "dlx/conf/model/cnn.yaml", "dlx/conf/hydra/help/dlx.yaml",
-                 "dlx/conf/experiment/tutorial_ffn.yaml", "dlx/cli/__init__.py"]:
+                 "dlx/conf/experiment/tutorial_ffn.yaml", "dlx/cli/__init__.py", "dlx/conf/hydra/sweeper/dlx_optuna.yaml",
+                 "hydra_plugins/dlx_optuna_sweeper.py"]:
         assert path in names
+    # hydra_plugins is a namespace package that other plugins share: the wheel adds a module, never an __init__.
+    assert "hydra_plugins/__init__.py" not in names
     assert not [n for n in names if n.startswith(("tests/", "outputs/"))]
 
     site = tmp_path / "site"
@@ -29,3 +32,9 @@ def test_wheel_ships_conf_and_uses_it(tmp_path: Path) -> None:
     shown = subprocess.run([sys.executable, "-m", "dlx", "train", "--cfg", "job", "model=cnn"], env=env,
                            capture_output=True, text=True, check=True, cwd=tmp_path)
     assert "_target_: dlx.models.cnn.ConvNet" in shown.stdout
+    # Hydra finds the installed sweeper where it looks for plugins, beside any other plugin's modules.
+    found = subprocess.run([sys.executable, "-c", "from hydra.core.plugins import Plugins; import sys; "
+                            "c = Plugins.instance().class_name_to_class['hydra_plugins.dlx_optuna_sweeper.DlxOptunaSweeper']; "
+                            "print(sys.modules[c.__module__].__file__)"], env=env, capture_output=True, text=True,
+                           check=True, cwd=tmp_path)
+    assert Path(found.stdout.strip()) == site / "hydra_plugins" / "dlx_optuna_sweeper.py"

@@ -1,5 +1,6 @@
 """Sweeps through the real CLI and Hydra's real sweepers and launchers: summaries, dry runs, continued
-sweeps, Optuna, joblib, submitit (its local executor runs the same launcher code as SLURM jobs)."""
+sweeps, Optuna (more in test_search.py), joblib, submitit (its local executor runs the same launcher code as
+SLURM jobs)."""
 
 import csv
 import json
@@ -12,7 +13,6 @@ from pathlib import Path
 
 import pytest
 import torch
-import yaml
 from conftest import dlx, start_dlx, summary_of
 
 from dlx.sweep.machine import GpuClaim
@@ -137,37 +137,39 @@ def test_continuing_a_sweep_whose_config_files_changed_is_refused(workdir: Path)
     assert "the config of job 0 changed since it started (model.hidden_sizes: [8] -> [16])" in result.stderr
 
 
-def test_optuna_search_reports_the_best_job_and_its_study_continues(workdir: Path) -> None:
+def test_an_optuna_search_records_failed_trials_and_its_study_continues(workdir: Path) -> None:
     storage = f"sqlite:///{workdir / 'study.db'}"
     # batch size 0 is impossible: the trials that draw it fail, and the search goes on around them.
     common = ["train", "-m", "hparams_search=ffn_digits", "trainer.max_epochs=2", "trainer.batch_size=choice(32,0)",
               f"hydra.sweeper.storage={storage}"]
     failed = dlx(*common, "hydra.sweeper.n_trials=5", "hydra.sweep.dir=search1", cwd=workdir, expect=2)
     assert "did not complete" in failed.stderr and "trainer.batch_size=0 is impossible" in failed.stderr
-    results = yaml.safe_load((workdir / "search1" / "optimization_results.yaml").read_text())
     summary = sweep_summary(workdir / "search1")
-    statuses = [row["status"] for row in summary["rows"]]
-    assert len(statuses) == 5 and "failed" in statuses and statuses.count("completed") >= 2
-    best = summary["rows"][0]
-    assert best["best val/acc"] == results["best_value"] == summary["best"]["value"]
-    ran_with = dict(o.split("=", 1) for o in summary_of(workdir / "search1" / best["run"])["overrides"])
-    for name, value in results["best_params"].items():  # the best job ran with Optuna's best parameters
-        assert ran_with[name] == str(value), (name, ran_with, results)
-
-    # The same storage and study name continue the study, in a new sweep folder.
-    dlx(*common, "hydra.sweeper.n_trials=2", "hydra.sweep.dir=search2", cwd=workdir, expect=None)
+    statuses = {row["run"]: row["status"] for row in summary["rows"]}
+    assert len(statuses) == 5 and "failed" in statuses.values() and list(statuses.values()).count("completed") >= 2
     import optuna
 
     study = optuna.load_study(study_name="ffn_digits", storage=storage)
-    assert len(study.trials) == 7
+    assert {str(t.number): t.state.name for t in study.trials} == {
+        run: {"completed": "COMPLETE", "failed": "FAIL"}[status] for run, status in statuses.items()}
+    best = summary["rows"][0]
+    assert best["best val/acc"] == study.best_value == summary["study"]["best"]["values"]["val/acc"]
+    ran_with = dict(o.split("=", 1) for o in summary_of(workdir / "search1" / best["run"])["overrides"])
+    for name, value in study.best_params.items():  # the best job ran with Optuna's best parameters
+        assert ran_with[name] == str(value), (name, ran_with, study.best_params)
+
+    # The same storage and study name continue the study in a new sweep folder, up to its n_trials.
+    dlx(*common, "hydra.sweeper.n_trials=7", "hydra.sweep.dir=search2", cwd=workdir, expect=None)
+    assert len(optuna.load_study(study_name="ffn_digits", storage=storage).trials) == 7
+    assert sorted(row["run"] for row in sweep_summary(workdir / "search2")["rows"]) == ["5", "6"]
 
 
-def test_a_search_in_the_wrong_direction_stops_with_a_fix(workdir: Path) -> None:
+def test_a_search_in_the_wrong_direction_stops_with_a_fix_before_any_trial(workdir: Path) -> None:
     result = dlx("train", "-m", "hparams_search=ffn_digits", "dataset=diabetes", "loss=mse",
                  "hydra.sweeper.n_trials=3", SMOKE, "hydra.sweep.dir=sw", cwd=workdir, expect=2)
-    assert "hydra.sweeper.direction=maximize, but this run's monitored metric val/loss" in result.stderr
+    assert "hydra.sweeper.direction=maximize, but val/loss is best at its minimum" in result.stderr
     assert "Pass hydra.sweeper.direction=minimize" in result.stderr
-    assert len(sweep_summary(workdir / "sw")["rows"]) == 1  # stopped at the first trial
+    assert not (workdir / "sw").exists()  # nothing ran, no study was created
 
 
 @pytest.mark.parametrize("launcher", ["joblib", pytest.param("submitit_local", marks=pytest.mark.slow)])

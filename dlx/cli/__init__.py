@@ -11,7 +11,7 @@ import sys
 
 import typer
 
-from dlx.cli import configs, evaluate, export, plot, predict, report, runs, train
+from dlx.cli import configs, evaluate, export, plot, predict, report, runs, study, train
 from dlx.sweep.command import run_train
 
 app = typer.Typer(
@@ -32,6 +32,7 @@ app.command("predict")(predict.predict_command)
 app.command("sample")(predict.sample_command)
 app.command("export")(export.export_command)
 app.command("report")(report.report_command)
+app.command("study")(study.study_command)
 app.command("ls")(configs.ls_command)
 app.command("cat")(configs.cat_command)
 app.command("cp")(configs.cp_command)

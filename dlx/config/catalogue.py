@@ -104,7 +104,7 @@ PLUGIN_DESCRIPTIONS = {
     "hydra/launcher/submitit_local": "Jobs as local processes through submitit, as SLURM would run them",
     "hydra/launcher/submitit_slurm": "Jobs as SLURM jobs through submitit, with the plugin's defaults",
     "hydra/sweeper/basic": "Every combination of the values given (Hydra's default)",
-    "hydra/sweeper/optuna": "Optuna's search over hydra.sweeper.params (hydra-optuna-sweeper)",
+    "hydra/sweeper/optuna": "hydra-optuna-sweeper's search (Optuna 2; dlx's own is hydra/sweeper=dlx_optuna)",
 }
 
 

@@ -11,7 +11,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from dlx.config.checks import check_config
 from dlx.config.explain import HELP_HINT, explain_composition_error
@@ -62,6 +62,8 @@ class Plan:
     errors: list[str | None] = field(default_factory=list)  # each job's problem, when asked to keep going
     search_space: dict[str, str] = field(default_factory=dict)  # a search sweeper's parameters
     trials: int | None = None  # and how many trials it runs
+    sweeper_config: dict[str, Any] = field(default_factory=dict)  # hydra.sweeper of a search, resolved once
+    launcher: str = ""  # the launcher's _target_
 
     @property
     def searched(self) -> bool:
@@ -111,7 +113,7 @@ def preflight(args: list[str], check_values: bool, keep_going: bool = False) -> 
             raise
         multirun = parsed.multirun or master.hydra.mode == RunMode.MULTIRUN
         plan = Plan(multirun, str(master.hydra.sweep.dir if multirun else master.hydra.run.dir),
-                    master.hydra.sweeper._target_)
+                    master.hydra.sweeper._target_, launcher=master.hydra.launcher._target_)
         if not multirun:
             plan.jobs = [parsed.overrides]  # hydra.* overrides included: the same job either way
         elif not plan.searched:
@@ -121,6 +123,7 @@ def preflight(args: list[str], check_values: bool, keep_going: bool = False) -> 
             plan.search_space = {str(k): str(v) for k, v in (master.hydra.sweeper.get("params") or {}).items()}
             plan.search_space |= dict(o.split("=", 1) for o in parsed.overrides if is_sweep(o))
             plan.trials = master.hydra.sweeper.get("n_trials")
+            plan.sweeper_config = OmegaConf.to_container(master.hydra.sweeper, resolve=True)  # type: ignore[assignment]
         for overrides in plan.jobs:
             try:
                 cfg = compose_or_explain(hydra, config_name, overrides, RunMode.RUN)

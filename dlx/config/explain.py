@@ -31,7 +31,6 @@ def explain_omegaconf_error(err: Exception, hint: str = HELP_HINT, can_add_keys:
 
 # Config options that Hydra plugins provide, and the plugin that does (all in the "sweep" extra).
 PLUGINS = {
-    ("hydra/sweeper", "optuna"): "hydra-optuna-sweeper",
     ("hydra/launcher", "joblib"): "hydra-joblib-launcher",
     ("hydra/launcher", "submitit_local"): "hydra-submitit-launcher",
     ("hydra/launcher", "submitit_slurm"): "hydra-submitit-launcher",

@@ -18,6 +18,7 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 
 from dlx.errors import DlxError
+from dlx.train.loop import Pruning
 from dlx.train.run import train
 from dlx.train.signals import Interrupted
 
@@ -32,25 +33,25 @@ class WorkersFailed(Exception):
 
 
 def train_on_devices(cfg: DictConfig, run_dir: Path, choices: dict[str, str], overrides: list[str],
-                     config_dirs: list[str]) -> dict[str, Any]:
+                     config_dirs: list[str], pruning: Pruning | None = None) -> dict[str, Any]:
     """trainer.devices=N: train in N processes on this machine (one per GPU, or sharing the CPU), each one rank
     running train(); rank 0's summary. A failure is reported as rank 0 recorded it in summary.json."""
     OmegaConf.resolve(cfg)  # here, where Hydra's resolvers (${hydra:...}) still work
     try:
-        return launch(cfg.trainer.devices, train_rank, cfg, run_dir, choices, overrides, config_dirs)
+        return launch(cfg.trainer.devices, train_rank, cfg, run_dir, choices, overrides, config_dirs, pruning)
     except WorkersFailed as failure:
         raise error_of_ranks(run_dir / "summary.json", failure) from None
 
 
 def train_rank(cfg: DictConfig, run_dir: Path, choices: dict[str, str], overrides: list[str],
-               config_dirs: list[str]) -> dict[str, Any]:
+               config_dirs: list[str], pruning: Pruning | None = None) -> dict[str, Any]:
     """One rank of a trainer.devices=N run, in a process of its own."""
     # A session of its own, as torchrun starts its workers: Ctrl-C in the terminal then reaches the launching
     # process only, which passes it on. Otherwise each rank would get it twice (from the terminal, then passed
     # on), and a second signal means "stop at once", without saving.
     os.setsid()
     try:
-        return train(cfg, run_dir, choices, overrides, config_dirs)
+        return train(cfg, run_dir, choices, overrides, config_dirs, pruning)
     except DlxError as err:  # rank 0 recorded it in summary.json; the launching process reports it from there
         raise SystemExit(err.exit_code) from None
     finally:

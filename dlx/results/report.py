@@ -12,8 +12,8 @@ from typing import Any
 from dlx import __version__
 from dlx.errors import DlxError, check_writable, require
 from dlx.results.plot import choose_metrics, curves_figure, find_curves
-from dlx.results.runs import format_duration, read_summary
-from dlx.store.files import write_text_atomically
+from dlx.results.runs import SWEEP_MANIFEST, format_duration, read_summary
+from dlx.store.files import read_json, write_text_atomically
 from dlx.ui.figures import figure_png
 
 WORST = 16  # confidently wrong test examples shown
@@ -46,10 +46,13 @@ def write_report(run_dir: Path, out: Path | None, allow: list[str], config_dirs:
 def build_report(run_dir: Path, allow: list[str], config_dirs: list[Path]) -> str:
     require("matplotlib", "plot", "dlx report")  # the page is mostly its figures
     run_dir = run_dir.resolve()  # outputs/latest: the run's own name
+    if (read_json(run_dir / SWEEP_MANIFEST) or {}).get("study"):
+        return study_page(run_dir)
     summary = read_summary(run_dir)
     if summary is None or summary.get("kind") == "sweep":
         raise DlxError(f"{run_dir} is not a run folder (no summary.json of a run). Name one run, e.g. "
-                       "outputs/latest; `dlx runs` lists them, and `dlx plot SWEEP_FOLDER` compares a sweep's.")
+                       "outputs/latest, or the folder of a search (outputs/studies/NAME); `dlx runs` lists runs, "
+                       "and `dlx plot SWEEP_FOLDER` compares a sweep's.")
     parts = [header(run_dir, summary), metrics_section(summary), curves_section(run_dir)]
     parts.append(evaluation_section(run_dir, summary, allow, config_dirs))
     config = run_dir / "config.yaml"
@@ -58,9 +61,55 @@ def build_report(run_dir: Path, allow: list[str], config_dirs: list[Path]) -> st
     parts.append(f'<p class="meta">Written by dlx {html.escape(__version__)}; torch '
                  f"{html.escape(str(summary.get('torch_version', '?')))}, Python "
                  f"{html.escape(str(summary.get('python_version', '?')))}.</p>")
-    title = html.escape(f"dlx run {run_dir.name}")
-    return (f'<!DOCTYPE html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n<title>{title}</title>\n'
+    return page(f"dlx run {run_dir.name}", parts)
+
+
+def page(title: str, parts: list[str]) -> str:
+    return (f'<!DOCTYPE html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n<title>{html.escape(title)}</title>\n'
             f"<style>{STYLE}</style>\n</head>\n<body>\n" + "\n".join(p for p in parts if p) + "\n</body>\n</html>\n")
+
+
+def study_page(sweep_dir: Path) -> str:
+    """The page of a search's sweep folder: its study's best trial (or Pareto front) and the command that trains
+    it again, the trials with their states, the parameters' importances, and the study's plots."""
+    import shlex
+
+    from dlx.results.study import importances, load_study, locate_study, study_figures, study_summary
+    from dlx.store.study import describe
+
+    location = locate_study(str(sweep_dir))
+    study = load_study(location)
+    summary = study_summary(study)
+    labels = summary["objectives"]
+    counts = ", ".join(f"{n} {state}" for state, n in summary["trials"].items())
+    parts = [f"<h1>dlx study {html.escape(study.study_name)}</h1>",
+             f'<p class="meta">{html.escape(str(sweep_dir))}<br>storage {html.escape(describe(location.url))}<br>'
+             f"{sum(summary['trials'].values())} trials: {html.escape(counts)}; "
+             + html.escape(", ".join(f"{d} {label}" for d, label in zip(summary["directions"], labels))) + "</p>"]
+    best = [summary["best"]] if "best" in summary else summary.get("pareto_front", [])
+    if best:
+        parts.append("<h2>Best trial</h2>" if "best" in summary else "<h2>Pareto front</h2>")
+        for record in best:
+            values = ", ".join(f"{name} {format_value(value)}" for name, value in (record["values"] or {}).items())
+            command = shlex.join(record["command"]) if record["command"] else str(record["params"])
+            parts.append(f"<p>Trial {record['number']}: {html.escape(values)}<br><code>{html.escape(command)}</code></p>")
+    params = sorted({name for trial in study.get_trials(deepcopy=False) for name in trial.params})
+    head = "".join(f"<th>{html.escape(c)}</th>" for c in ["trial", "state", *labels, *params, "validations"])
+    rows = []
+    for trial in study.get_trials(deepcopy=False):
+        numbers = list(trial.values) if trial.values else [None] * len(labels)
+        cells = [str(trial.number), trial.state.name.lower(), *("" if v is None else format_value(v) for v in numbers),
+                 *(str(trial.params.get(p, "")) for p in params), "" if trial.last_step is None else str(trial.last_step)]
+        rows.append("<tr>" + "".join(f"<td>{html.escape(cell)}</td>" for cell in cells) + "</tr>")
+    parts.append(f"<h2>Trials</h2>\n<table>\n<tr>{head}</tr>\n" + "\n".join(rows) + "\n</table>")
+    for label, found in importances(study).items():
+        shares = "\n".join(f'<tr><th>{html.escape(name)}</th><td class="num">{share:.3f}</td></tr>'
+                           for name, share in found.items())
+        parts.append(f"<h2>Parameter importances for {html.escape(label)} (fANOVA)</h2>\n<table>\n{shares}\n</table>")
+    for name, figure in study_figures(study):
+        parts.append(f"<h2>{html.escape(name.replace('_', ' ').capitalize())}</h2>\n{image(figure_png(figure), name)}")
+    parts.append(f'<p class="meta">Written by dlx {html.escape(__version__)}.</p>')
+    return page(f"dlx study {study.study_name}", parts)
 
 
 def header(run_dir: Path, summary: dict[str, Any]) -> str:

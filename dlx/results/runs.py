@@ -18,11 +18,13 @@ from dlx.store.files import json_safe, read_json, write_json_atomically, write_t
 from dlx.store.metrics import finite
 from dlx.ui.console import wide_console
 
+SWEEP_MANIFEST = "sweep.json"  # a sweep's plan: its command, jobs and configs (dlx.sweep.records writes it)
+
 
 @dataclass
 class Run:
     name: str  # the job number in a sweep, the path relative to the folder in `dlx runs`
-    status: str  # completed | failed | interrupted | running | pending (a sweep job not started yet)
+    status: str  # completed | pruned (by a search) | failed | interrupted | running | pending (a sweep job not started yet)
     overrides: list[str] = field(default_factory=list)
     choices: dict[str, str] = field(default_factory=dict)
     metric: str | None = None  # the monitored metric and its direction

@@ -14,10 +14,10 @@ from dlx.sweep.records import training_overrides
 
 
 def completed_attempt(cfg: DictConfig, run_dir: Path, overrides: list[str]) -> dict[str, Any] | None:
-    """A sweep's job run again in its folder: the summary of an earlier attempt that completed (the job is then
-    skipped), or None; an attempt that did not complete is resumed from its last checkpoint."""
+    """A sweep's job run again in its folder: the summary of an earlier attempt that completed or was pruned (the
+    job is then skipped), or None; an attempt that did not finish is resumed from its last checkpoint."""
     previous = earlier_attempt(run_dir, overrides)
-    if previous is not None and previous["status"] == "completed":
+    if previous is not None and previous["status"] in ("completed", "pruned"):
         return previous
     if previous is not None and not cfg.trainer.resume:
         cfg.trainer.resume = "auto"

@@ -24,6 +24,7 @@ def run_train(args: list[str]) -> int:
     from dlx.config.schema import config_dir, register_schema_and_resolvers
     from dlx.parallel.rendezvous import agree_on_run_dir
     from dlx.sweep.records import start_sweep
+    from dlx.sweep.study_plan import is_dlx_search, plan_study, search_overrides
 
     dry_run = "--dry-run" in args
     args = resume_in_place([a for a in args if a != "--dry-run"])
@@ -33,8 +34,10 @@ def run_train(args: list[str]) -> int:
         # Compose and check every job's config before Hydra starts, so mistakes get dlx's explanation.
         # With --cfg nothing is trained, so the constructor checks (which import torch) are skipped.
         plan = preflight(args, check_values=not printing_config, keep_going=dry_run)
+        searching = plan is not None and is_dlx_search(plan) and not printing_config
+        study = plan_study(plan, search_overrides(args)) if searching else None  # type: ignore[arg-type]
         if dry_run:
-            return print_plan(plan)
+            return print_plan(plan, study)
         # Under torchrun every rank runs this command; rank 0 alone keeps the sweep's records and table.
         sweeping = plan is not None and plan.multirun and not printing_config and is_main_process()
         if sweeping:
@@ -42,7 +45,10 @@ def run_train(args: list[str]) -> int:
             if not any(a.startswith("hydra.sweep.dir=") for a in args):
                 # Fixed here, once: a requeued or continued job must find the same folder, not a new ${now:}.
                 args = [*args, f"hydra.sweep.dir={quote_override_value(plan.folder)}"]
-            start_sweep(plan, args)
+            if study is not None and not any(a.startswith("hydra.sweeper.study_name=") for a in args):
+                # The same for a study's name, which may come from ${now:} too: every job opens that study.
+                args = [*args, f"hydra.sweeper.study_name={quote_override_value(study.settings.study_name)}"]
+            start_sweep(plan, args, study)
             warn_about_invalid_jobs(plan)
             prepare_shared_stores(plan)
     except DlxError as err:
@@ -98,11 +104,16 @@ def prepare_shared_stores(plan: Any) -> None:
 
 
 def report_sweep(plan: Any, args: list[str]) -> int:
-    """The sweep's table, saved beside its jobs; the exit status: non-zero unless every job completed."""
+    """The sweep's table, saved beside its jobs; the exit status: non-zero unless every job completed (or was
+    pruned by the search, which is what pruning is for)."""
     from dlx.sweep.records import finish_sweep
 
     runs = finish_sweep(Path(plan.folder))
-    unfinished = [run for run in runs if run.status != "completed"]
+    pruned = [run for run in runs if run.status == "pruned"]
+    unfinished = [run for run in runs if run.status not in ("completed", "pruned")]
+    if pruned:
+        print(f"{len(pruned)} of {len(runs)} trials were pruned (stopped early by the study's pruner): "
+              f"{', '.join(run.name for run in pruned)}")
     if unfinished:
         print_error(f"{len(unfinished)} of {len(runs)} job(s) did not complete (job "
                     f"{', '.join(f'{run.name}: {run.status}' for run in unfinished)}); the table shows each error, and "
@@ -113,23 +124,39 @@ def report_sweep(plan: Any, args: list[str]) -> int:
 
 def how_to_continue(plan: Any, args: list[str]) -> str:
     from dlx.sweep.records import continue_command
+    from dlx.sweep.study_plan import is_dlx_search
 
+    if is_dlx_search(plan):
+        return ("Continue the study (finished trials are kept, interrupted ones resume) with: "
+                f"{continue_command(args, plan.folder)}")
     if plan.searched:
         return ("An Optuna study goes on in a new sweep folder: run the same command with the same "
                 "hydra.sweeper.storage and hydra.sweeper.study_name.")
     return f"Continue it (finished jobs are skipped) with: {continue_command(args, plan.folder)}"
 
 
-def print_plan(plan: Any) -> int:
+def print_plan(plan: Any, study: Any = None) -> int:
     """`--dry-run`: every job the command would run, each config checked; nothing is trained or written."""
     from rich.markup import escape
     from rich.table import Table
 
     from dlx.config.overrides import differing_overrides
+    from dlx.sweep.study_plan import describe_study
     from dlx.ui.console import wide_console
 
     console = wide_console()
     if plan is None:
+        return 0
+    if study is not None:
+        for line in describe_study(study):
+            console.print(escape(line))
+        console.print(f"The sampler picks each trial as the study goes, over {len(study.space.params)} parameter(s):")
+        for key, space in study.space.described().items():
+            console.print(f"  {escape(key)}: {escape(space)}")
+        if plan.errors[0] is not None:
+            print_error(DlxError(f"The config the trials start from is invalid: {plan.errors[0]}"))
+            return DlxError.exit_code
+        console.print(f"The config the trials start from is valid (dry run: nothing created in {escape(plan.folder)}).")
         return 0
     if plan.searched:
         console.print(f"{plan.sweeper.rpartition('.')[2]} picks its {plan.trials or ''} trials as it goes, over:")

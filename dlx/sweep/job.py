@@ -4,22 +4,27 @@ in trainer.devices processes, skipped if an earlier attempt completed it."""
 import os
 import signal
 from pathlib import Path
-from typing import Any, Optional
+from typing import TYPE_CHECKING, Any, Optional
 
 from dlx.errors import DlxError
 from dlx.parallel.world import is_main_process, launched_as_rank
 from dlx.ui.console import print_error
 
+if TYPE_CHECKING:  # torch comes with it: imported when a job trains, not when the CLI starts
+    from dlx.train.loop import Pruning
 
-def train_job(cfg: Any) -> Optional[float]:
+
+def train_job(cfg: Any) -> Optional[dict[str, Any]]:
     """The function Hydra runs for each job, with the composed config and the job's run folder. Returns the
-    monitored metric's best value: what a search sweeper (Optuna) optimises; None marks a failed trial."""
+    run's summary (status, best value, ...): what dlx's Optuna sweeper tells its study; None marks a failed
+    job."""
     from hydra.core.hydra_config import HydraConfig
     from hydra.types import RunMode
 
     from dlx.parallel.rendezvous import export_submitit_environment
     from dlx.sweep.attempts import completed_attempt
     from dlx.sweep.machine import share_machine
+    from dlx.sweep.trial import trial_of_job
     from dlx.train.signals import Interrupted
 
     export_submitit_environment()  # a SLURM job of several tasks: each task is one rank of the run
@@ -33,12 +38,12 @@ def train_job(cfg: Any) -> Optional[float]:
                    if source.provider == "command-line"]
     try:
         if sweeping and (done := completed_attempt(cfg, run_dir, overrides)) is not None:
-            print(f"Job {hydra_cfg.job.num} ({' '.join(overrides) or 'defaults'}) already completed in "
+            print(f"Job {hydra_cfg.job.num} ({' '.join(overrides) or 'defaults'}) already {done['status']} in "
                   f"{run_dir}: skipped", flush=True)
-            return (done.get("best") or {}).get("value")
+            return done
+        pruning = trial_of_job(hydra_cfg) if sweeping else None  # a trial of dlx's Optuna search, or None
         with share_machine(cfg, hydra_cfg):
-            summary = train_here_or_on_devices(cfg, run_dir, choices, overrides, config_dirs)
-        check_search_direction(hydra_cfg, summary)
+            summary = train_here_or_on_devices(cfg, run_dir, choices, overrides, config_dirs, pruning)
     except DlxError as err:
         if os.environ.get("HYDRA_FULL_ERROR") == "1":
             raise
@@ -48,7 +53,7 @@ def train_job(cfg: Any) -> Optional[float]:
             hand_back_preemption_signal()
         if not sweeping or isinstance(err, Interrupted):  # Ctrl-C stops a whole sweep too
             raise SystemExit(err.exit_code) from None
-        return None  # in a sweep, one failed job does not stop the others (Optuna records a failed trial)
+        return None  # in a sweep, one failed job does not stop the others (a search records a failed trial)
     except Exception as err:  # a bug or an out-of-memory error: in a sweep, the other jobs still run
         if not sweeping:
             raise
@@ -57,20 +62,20 @@ def train_job(cfg: Any) -> Optional[float]:
         traceback.print_exc()
         print_error(DlxError(f"Job {hydra_cfg.job.num} failed: {type(err).__name__}: {err}"))
         return None
-    return summary["best"]["value"]  # None when no validation gave a finite value: a failed trial too
+    return summary
 
 
 def train_here_or_on_devices(cfg: Any, run_dir: Path, choices: dict[str, str], overrides: list[str],
-                             config_dirs: list[str]) -> dict[str, Any]:
+                             config_dirs: list[str], pruning: "Pruning | None" = None) -> dict[str, Any]:
     """The run's summary. trainer.devices=N (N > 1) trains in N new processes, each one rank, and returns rank
     0's summary; a process that torchrun or submitit started is one rank already, and trains here."""
     if cfg.trainer.devices > 1 and not launched_as_rank():
         from dlx.parallel.launch import train_on_devices
 
-        return train_on_devices(cfg, run_dir, choices, overrides, config_dirs)
+        return train_on_devices(cfg, run_dir, choices, overrides, config_dirs, pruning)
     from dlx.train.run import train
 
-    return train(cfg, run_dir, choices, overrides, config_dirs)
+    return train(cfg, run_dir, choices, overrides, config_dirs, pruning)
 
 
 def hand_back_preemption_signal() -> None:
@@ -81,15 +86,3 @@ def hand_back_preemption_signal() -> None:
     if callable(handler):
         handler(signal.SIGUSR2, None)
 
-
-def check_search_direction(hydra_cfg: Any, summary: dict[str, Any]) -> None:
-    """An Optuna sweep that maximises a metric the run minimises would search for the worst model."""
-    direction = hydra_cfg.sweeper.get("direction")
-    mode = (summary.get("monitor") or {}).get("mode")
-    expected = {"max": "maximize", "min": "minimize"}.get(str(mode))
-    if isinstance(direction, str) and expected and direction != expected:
-        print_error(DlxError(f"hydra.sweeper.direction={direction}, but this run's monitored metric "
-                             f"{summary['monitor']['metric']} is best at its {mode}imum: the search would look for "
-                             f"the worst model. Pass hydra.sweeper.direction={expected}, or monitor another metric "
-                             "(trainer.monitor.metric=..., trainer.monitor.mode=...)."))
-        raise SystemExit(DlxError.exit_code)

@@ -6,11 +6,13 @@ next (the losses checked for NaN, validation metrics, a stop request) is first c
 every rank takes the same decisions; rank 0 alone writes files.
 """
 
+import math
 import time
 from collections.abc import Callable
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Protocol
 
 import torch
 from torch import nn
@@ -27,7 +29,18 @@ from dlx.train.signals import SAVE_NOW, Interrupted
 from dlx.train.state import Schedule, TrainState, epoch_order, rank_share
 from dlx.train.step import Updater
 from dlx.train.tasks import Task
+from dlx.ui.console import logger
 from dlx.ui.progress import TrainingProgress
+
+
+class Pruning(Protocol):
+    """What a hyperparameter search (dlx.sweep) gives a run it may prune: told the monitored metric at each
+    validation, it answers whether the run should stop now. Asked on rank 0 only."""
+
+    def report(self, validation: int, value: float) -> bool:
+        """`value`: the monitored metric at the `validation`-th validation of the run (1, 2, ...: with the
+        default trainer.eval_every, the epoch). True: stop the run here."""
+        ...
 
 
 def fit(loop: "Loop") -> TrainState:
@@ -73,6 +86,7 @@ class Loop:
     mixed_precision: AbstractContextManager  # autocast, or nothing at 32 bits
     stop_requested: Callable[[], int]  # the signal number once the user asked to stop (SIGINT, SIGTERM), SAVE_NOW, or 0
     augment: Augment | None = None  # flips, shifts: changes each training batch before the model sees it
+    pruning: Pruning | None = None  # a search's trial: may stop the run after a validation
     train_model: nn.Module = field(init=False)  # what the steps call: under DDP, the model in its wrapper
     meter: IntervalMeter = field(init=False)
     started: float = field(init=False)
@@ -124,12 +138,26 @@ class Loop:
         self.log("val", val, time.perf_counter())
         # `val` holds the same all-reduced numbers on every rank: the decisions below agree.
         improved = self.monitor.update(self.state, val, self.schedule.is_last_step(self.state.step))
+        self.prune_if_told(val)  # before the save, so that the checkpoint records the decision
         # Without a validation split there is nothing to choose on: the best checkpoint is the last.
         self.checkpoints.save(self.state, val, improved or not val)
         if self.world.is_main:
             self.task.after_validation(self.model, self.run_dir, self.state.step, self.metrics_log)
         self.model.train()
         self.meter.pause(time.perf_counter() - started)  # validation is not training throughput
+
+    def prune_if_told(self, val: dict[str, float]) -> None:
+        """A search's pruner, asked on rank 0, may stop the run at this validation; every rank stops with it, and
+        the run ends as if stopped early (tested, summarised), with its status `pruned`."""
+        if self.pruning is None or not val:
+            return
+        number = math.ceil(self.state.step / self.schedule.eval_every)  # validations happen every eval_every steps
+        value = val.get(self.monitor.metric.removeprefix("val/"), math.nan)
+        stop = self.world.is_main and self.pruning.report(number, value)
+        if self.world.max(int(stop)) and not self.schedule.is_last_step(self.state.step) and not self.state.stopped_early:
+            self.state.stopped_early = self.state.pruned = True
+            logger.info(f"Pruned at step {self.state.step} (validation {number}): the search stops this run, whose "
+                        f"{self.monitor.metric} {value:.4f} is not promising next to the other trials' at this point")
 
     def save(self) -> None:
         """last.ckpt with the weights of this step, checked first."""

@@ -44,7 +44,7 @@ from dlx.train.build import (
 )
 from dlx.train.checkpointing import CheckpointWriter
 from dlx.train.evaluate import autocast, evaluate
-from dlx.train.loop import Loop, fit
+from dlx.train.loop import Loop, Pruning, fit
 from dlx.train.monitor import BestMonitor, monitored
 from dlx.train.resume import resume_or_start
 from dlx.train.setup import start_run
@@ -73,11 +73,12 @@ class RunParts:
 
 
 def train(cfg: DictConfig, run_dir: Path, choices: dict[str, str], overrides: list[str],
-          config_dirs: list[str]) -> dict[str, Any]:
+          config_dirs: list[str], pruning: Pruning | None = None) -> dict[str, Any]:
     """Train the composed config in run_dir; return the summary (also written to run_dir/summary.json, whatever
     happened).
 
     `overrides` and `config_dirs` (--config-dir) are those of the command line, to print how to resume.
+    `pruning`: a search's trial, which may stop the run after a validation (its status is then `pruned`).
 
     A process that a launcher started as one rank (trainer.devices, torchrun, submitit) trains its share of
     the run; rank 0 alone writes files and prints."""
@@ -107,12 +108,12 @@ def train(cfg: DictConfig, run_dir: Path, choices: dict[str, str], overrides: li
                 metrics_log.write(restart)
             with TrainingProgress(parts.schedule.total_steps, state.step, console) as progress, \
                     stop_on_signals() as stop:
-                fit(make_loop(parts, cfg.trainer, state, run_dir, metrics_log, progress, stop, world))
+                fit(make_loop(parts, cfg.trainer, state, run_dir, metrics_log, progress, stop, world, pruning))
             if world.size > 1:
                 summary["distributed"] = check_same_weights(parts.model, world, parts.device)
             test = test_best_checkpoint(run_dir, parts, cfg, state, metrics_log, world)
         metric, mode = monitored(cfg.trainer, parts.task)
-        summary |= {"status": "completed", "monitor": {"metric": metric, "mode": mode}, "test": test,
+        summary |= {"status": "pruned" if state.pruned else "completed", "monitor": {"metric": metric, "mode": mode}, "test": test,
                     **outcome(parts, state, run_dir)}
         return summary
     except Interrupted as err:
@@ -215,7 +216,8 @@ def record_run(parts: RunParts, cfg: DictConfig, run_dir: Path, console: Any) ->
 
 
 def make_loop(parts: RunParts, trainer: DictConfig, state: TrainState, run_dir: Path, metrics_log: MetricsLog,
-              progress: TrainingProgress, stop_requested: Callable[[], int], world: World) -> Loop:
+              progress: TrainingProgress, stop_requested: Callable[[], int], world: World,
+              pruning: Pruning | None = None) -> Loop:
     # Plain values for the per-step path: reading an OmegaConf node costs microseconds each time.
     skip_nonfinite = trainer.on_nonfinite == "skip"
     updater = Updater(parts.optimizers, parts.schedulers, trainer.grad_clip, skip_nonfinite, world, state)
@@ -227,7 +229,7 @@ def make_loop(parts: RunParts, trainer: DictConfig, state: TrainState, run_dir: 
                 metrics_log=metrics_log, progress=progress, world=world, state=state, run_dir=run_dir,
                 device=parts.device, seed=trainer.seed, eval_batch_size=trainer.eval_batch_size,
                 mixed_precision=autocast(parts.device, trainer.precision), stop_requested=stop_requested,
-                augment=parts.augment)
+                augment=parts.augment, pruning=pruning)
 
 
 def count_parameters(model: torch.nn.Module) -> int:

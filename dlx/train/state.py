@@ -30,6 +30,7 @@ class TrainState:
     skipped_steps: int = 0  # steps with a non-finite loss or gradient, skipped under on_nonfinite=skip
     evals_without_improvement: int = 0  # for early stopping (trainer.patience)
     stopped_early: bool = False
+    pruned: bool = False  # stopped early by a search's pruner (also stopped_early)
     train_samples: int = 0  # samples trained on, and the seconds spent on it (validation excluded)
     train_seconds: float = 0.0
 

@@ -116,7 +116,7 @@ def test_the_payload_round_trips_config_data_state_and_val(tmp_path: Path) -> No
                                   "class_names": ["cat", "dog", "owl"], "pixel_mean": [0.25], "pixel_std": [0.5]}
     assert checkpoint["state"] == {"step": 12, "epoch": 2, "batch_in_epoch": 3, "best_value": 0.75, "best_step": 8,
                                    "skipped_steps": 1, "evals_without_improvement": 0, "stopped_early": False,
-                                   "train_samples": 0, "train_seconds": 0.0}
+                                   "pruned": False, "train_samples": 0, "train_seconds": 0.0}
     assert checkpoint["val"] == {"acc": 0.75, "loss": 0.5}
     assert checkpoint["format_version"] == 1
     assert checkpoint["model"].keys() == model.state_dict().keys()
