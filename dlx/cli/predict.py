@@ -14,24 +14,30 @@ def predict_command(
     checkpoint: Path = typer.Argument(..., help="A .ckpt file written by dlx train."),
     inputs: list[Path] = typer.Argument(..., metavar="IMAGES_OR_TABLE...",
                                         help="PNG or JPEG files, or folders of them, for a model of images; one "
-                                        "CSV, TSV or Parquet file of rows for a model trained with dataset=table."),
+                                        "CSV, TSV or Parquet file of rows for a model trained with dataset=table; "
+                                        "one file of the series for a forecaster (dataset=timeseries)."),
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="Tables: the file to write, the rows with their "
-                                       "predictions (.csv, .tsv or .parquet); default RUN/predictions/ROWS_FILE."),
+                                       "predictions (.csv, .tsv or .parquet); default RUN/predictions/ROWS_FILE. "
+                                       "Series: a file for the forecast too (it is printed either way)."),
     top_k: int = typer.Option(3, "--top-k", "-k", help="Images: how many of the most probable classes to show."),
     json_output: bool = typer.Option(False, "--json", help="Print JSON on stdout instead of a table."),
     allow: list[str] = typer.Option([], "--allow", help=ALLOW_HELP),
     config_dirs: list[Path] = typer.Option([], "--config-dir", "-cd", help=CONFIG_DIR_HELP),
 ) -> None:
-    """A classifier's classes for your own image files, or a table model's predictions for new rows.
+    """A classifier's classes for your own image files, a table model's predictions for new rows, or a
+    forecaster's next values after the end of a series.
 
     Each image is prepared as the training images were: grey or colour, resized, scaled to [0, 1], normalised.
     Rows are encoded as the training rows were (standardised numbers, one-hot categories: the checkpoint records
     how) and written back with a `prediction` column and, for a classifier, `probability_<class>` columns."""
+    from dlx.inspect.forecast import Forecast, print_forecast
     from dlx.inspect.predict import TablePredictions, predict, print_predictions, print_table_predictions
 
     with errors_reported():
         predictions = predict(checkpoint, inputs, top_k, allow, config_dirs, out)
-    if isinstance(predictions, TablePredictions):
+    if isinstance(predictions, Forecast):
+        print_forecast(predictions, checkpoint, json_output)
+    elif isinstance(predictions, TablePredictions):
         warn(predictions.warnings)
         if json_output:
             print(json.dumps({"checkpoint": str(checkpoint), "rows": str(predictions.rows),

@@ -23,6 +23,7 @@ import torch
 
 from dlx.data.images import IMAGE_SUFFIXES, read_image
 from dlx.errors import DlxError, check_writable
+from dlx.inspect.forecast import Forecast, forecast_series
 from dlx.inspect.rebuild import Rebuilt, raw_input_model, rebuild_model, run_folder_of
 from dlx.train.tasks import Adversarial
 
@@ -67,10 +68,11 @@ def load_image(path: Path, input_shape: list[int]) -> torch.Tensor:
 
 
 def predict(checkpoint: Path, inputs: list[Path], top_k: int, allow: list[str], config_dirs: list[Path],
-            out: Path | None = None) -> "list[dict[str, Any]] | TablePredictions":
+            out: Path | None = None) -> "list[dict[str, Any]] | TablePredictions | Forecast":
     """A model of images: for each image file, the predicted class, its probability, and the top_k classes
     with theirs. A model trained on a table (the checkpoint records its encoding): the rows of the one table
-    file named, with their predictions, written to `out` (see predict_rows)."""
+    file named, with their predictions, written to `out` (see predict_rows). A forecaster (dataset=timeseries):
+    the next values after the end of the one series file named (dlx.inspect.forecast)."""
     if top_k < 1:
         raise DlxError(f"--top-k {top_k}: give a number of classes of 1 or more.")
     rebuilt = rebuild_model(checkpoint, allow, config_dirs)
@@ -78,6 +80,8 @@ def predict(checkpoint: Path, inputs: list[Path], top_k: int, allow: list[str], 
         raise DlxError(f"{checkpoint} holds a GAN, which generates images rather than classifying them. Draw new "
                        f"samples with: dlx sample {checkpoint} -n 64 --out grid.png")
     data = rebuilt.data("predict")
+    if data["task"] == "forecasting":
+        return forecast_series(rebuilt, data, inputs, out)
     if data.get("preprocessing") is not None:
         return predict_rows(rebuilt, data, inputs, out)
     if out is not None:

@@ -177,6 +177,53 @@ class Regression(OneNetwork):
         return {"loss": self.loss(prediction, y) * len(y), "mae": (prediction - y).abs().mean(dim=1).sum()}
 
 
+class Forecasting(OneNetwork):
+    """Forecasts of a time series (dlx.data.timeseries): windows (B, window, columns) in, the next `horizon` values
+    of each forecast column out, (B, horizon * targets), step 1's targets first. The model trains on
+    standardised values; the metrics are in the series' own units: MAE and RMSE (averaged over steps and
+    targets), and MASE, each target's absolute error divided by the training rows' seasonal naive error (below 1:
+    better than repeating the last season)."""
+
+    default_monitor = ("val/mase", "min")
+    metric_names = ("loss", "mae", "rmse", "mase")
+
+    def __init__(self, criterion: nn.Module, data: DataSplits, device: str) -> None:
+        from dlx.data.timeseries import target_statistics
+
+        if isinstance(criterion, (nn.CrossEntropyLoss, nn.NLLLoss, nn.BCEWithLogitsLoss)):
+            raise DlxError(f"loss {type(criterion).__name__} needs class labels, but a forecaster predicts numbers. "
+                           "Use loss=mse (the default of dataset=timeseries).")
+        record = data.preprocessing
+        if record is None:
+            raise DlxError("A forecasting data set must record its series' statistics in DataSplits.preprocessing "
+                           "(dlx.data.timeseries.load_timeseries does): the metrics are given in the series' units.")
+        self.criterion = criterion
+        self.record = record  # the series' columns, statistics and windows (dlx report draws the forecasts)
+        horizon = record["horizon"]
+        _, std = target_statistics(record)
+        self.num_outputs = horizon * len(std)
+        # Per output (horizon-major, as the targets are laid out): standardised error -> the series' units, and
+        # -> MASE's scaled error.
+        self.units = torch.tensor(std, device=device).repeat(horizon)
+        self.scaled = (torch.tensor(std, dtype=torch.float64) / torch.tensor(record["scale"], dtype=torch.float64)
+                       ).float().to(device).repeat(horizon)
+        self.inputs = pixel_normalizer(data, device)  # the identity: the loader standardised the series
+
+    def loss(self, prediction: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        return self.criterion(prediction, y)
+
+    def eval_batch(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_index: int) -> Sums:
+        prediction = model(x)
+        error = (prediction - y).float()  # (B, horizon * targets), standardised
+        in_units = error * self.units
+        return {"loss": self.loss(prediction, y) * len(y), "mae": in_units.abs().mean(dim=1).sum(),
+                "mse": in_units.square().mean(dim=1).sum(), "mase": (error.abs() * self.scaled).mean(dim=1).sum()}
+
+    def summarize(self, means: dict[str, float]) -> dict[str, float]:
+        """RMSE from the mean squared error: the sums over batches stay additive, the root is taken once."""
+        return {"loss": means["loss"], "mae": means["mae"], "rmse": math.sqrt(means["mse"]), "mase": means["mase"]}
+
+
 class Adversarial:
     """The tutorial's minimax game, min_G max_D E[log D(x)] + E[log(1 - D(G(z)))], as two alternating steps.
 
@@ -285,4 +332,6 @@ def make_task(criterion: nn.Module, data: DataSplits, device: str, is_gan: bool)
         return Adversarial(criterion, data, device)
     if data.task == "regression":
         return Regression(criterion, data, device)
+    if data.task == "forecasting":
+        return Forecasting(criterion, data, device)
     return Classification(criterion, data, device)
