@@ -166,8 +166,9 @@ def test_every_sequence_model_forecasts_two_columns(model: list[str], tmp_path: 
 def test_multirun_ddp_plot_and_report(tmp_path: Path) -> None:
     monthly_series(240).to_csv(tmp_path / "s.csv", index=False)
     short = ["model=ffn", "optimizer=adam", "trainer.max_epochs=3", "dataset.window=12"]
-    dlx(*series_args(tmp_path / "s.csv", *short, "-m", "dataset.horizon=1,2"), cwd=tmp_path)
-    jobs = sorted((tmp_path / "outputs" / "sweeps").glob("*/*/[01]/summary.json"))
+    arguments = series_args(tmp_path / "s.csv", *short, "dataset.horizon=1,2", "hydra.sweep.dir=sweep")
+    dlx(arguments[0], "-m", *arguments[1:], cwd=tmp_path)
+    jobs = sorted((tmp_path / "sweep").glob("[01]/summary.json"))
     assert [json.loads(job.read_text())["status"] for job in jobs] == ["completed", "completed"]
 
     dlx(*series_args(tmp_path / "s.csv", *short, "trainer.devices=2", "hydra.run.dir=ddp"), cwd=tmp_path, timeout=180)
@@ -210,9 +211,10 @@ BAD_SERIES = {  # file, overrides -> what the message must say
     "empty cells": ("holes.csv", [], "has empty (missing) values in the series at lines 32, 33, 79 (3 rows in all), "
                     "in column(s) sales"),
     "gaps in time": ("gaps.csv", [], 'The time column "month" of {folder}/gaps.csv has gaps: the series steps by '
-                     "about 31 days"),
-    "out of order": ("unsorted.csv", [], 'is not in order: line 53 (2004-03-01 00:00:00) comes before the time of the '
-                     "row above it (2004-04-01 00:00:00)"),
+                     "about 31 days 00:00:00, but lines 42, 90 follow the row above by another step (the first: "
+                     "2003-04-01 to 2003-07-01) (2 rows in all)"),
+    "out of order": ("unsorted.csv", [], 'is not in order: line 53 (2004-03-01) comes before the time of the row above '
+                     "it (2004-04-01)"),
     "text among numbers": ("typo.csv", [], "Column \"sales\" of {folder}/typo.csv holds '1O3.2' at line 66"),
     "empty file": ("empty.csv", [], "empty.csv is an empty table: it has a header (2 columns) but no rows"),
     "window too long": ("short.csv", ["dataset.window=24"], "need 27 rows for a single window and its forecast, but "

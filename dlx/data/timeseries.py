@@ -213,7 +213,7 @@ def time_axis(column: pd.Series, name: str, path: Path) -> TimeAxis:
         raise DlxError(f'The time column "{name}" of {path} is empty at {rows_named(path, frame, empty)}'
                        f"{count_of(empty)}. Fill in those times, or leave out dataset.time_column to read the rows "
                        "in the order of the file.")
-    numbers = times if kind == "number" else times.asi8.astype(np.float64)  # nanoseconds
+    numbers = times if kind == "number" else times.as_unit("ns").asi8.astype(np.float64)  # nanoseconds
     steps = np.diff(numbers)
     backwards = np.concatenate([[False], steps <= 0])
     if backwards.any():
@@ -244,8 +244,20 @@ def parsed_times(column: pd.Series, name: str, path: Path) -> pd.DatetimeIndex:
 
 
 def show_time(times: Any, position: int) -> str:
-    value = times[position]
-    return str(value.item() if isinstance(value, np.generic) else value)
+    return time_text(times[position])
+
+
+def whole(value: float) -> float | int:
+    """A time as a number, a whole one (a year) without its ".0"."""
+    return int(value) if float(value).is_integer() else float(value)
+
+
+def time_text(time: Any) -> str:
+    """A time as a message or a forecast shows it: a number as written (1999, 0.5), a date in ISO form without
+    the time of day when it is midnight (2024-01-31, 2024-01-31T13:00:00)."""
+    if isinstance(time, (int, float, np.number)):
+        return f"{whole(float(time))}"
+    return time.date().isoformat() if time == time.normalize() else time.isoformat()
 
 
 def numeric_axis(times: np.ndarray, steps: np.ndarray, name: str, path: Path, frame: pd.DataFrame) -> TimeAxis:

@@ -109,6 +109,7 @@ def forecast_times(tail: "pd.DataFrame", record: dict[str, Any], series: Path) -
     import pandas as pd
 
     from dlx.data.table import row_in_file
+    from dlx.data.timeseries import time_text, whole
 
     horizon, name = record["horizon"], record["time_column"]
     if name is None or name not in tail.columns:
@@ -133,18 +134,6 @@ def forecast_times(tail: "pd.DataFrame", record: dict[str, Any], series: Path) -
                        f"says {tail[name].iloc[first]}, where {time_text(expected[first])} was due. Fill in the missing rows (or "
                        "remove the extra ones) so that the series ends evenly spaced.")
     return name, future
-
-
-def whole(value: float) -> float | int:
-    """A time as a number, a whole one (a year) without its ".0"."""
-    return int(value) if float(value).is_integer() else float(value)
-
-
-def time_text(time: Any) -> str:
-    """A date as ISO text, without the time of day when it is midnight (months, days)."""
-    if isinstance(time, (int, float, np.number)):
-        return f"{whole(float(time))}"
-    return time.date().isoformat() if time == time.normalize() else time.isoformat()
 
 
 def print_forecast(forecast: Forecast, checkpoint: Path, json_output: bool) -> None:
