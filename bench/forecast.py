@@ -81,14 +81,14 @@ MLP = ["model=ffn", "model.hidden_sizes=[128,128]", "optimizer=adam", "optimizer
 LSTM = ["model=lstm", "model.hidden_size=64", "optimizer.lr=0.003", "trainer.batch_size=32"]
 SERIES = {
     "sunspots": Series("yearly sunspot numbers, 1700-2008 (309 rows)", "activity", "year", window=24, horizon=4,
-                       season=1, models={"ffn": [*MLP, "model.dropout=0.2", "trainer.max_epochs=100"],
-                                         "lstm": [*LSTM, "trainer.max_epochs=100"]}),
-    "co2": Series("weekly CO2 at Mauna Loa, 1958-2001 (2,284 rows)", "co2", "week", window=104, horizon=4, season=52,
-                  models={"ffn": [*MLP, "trainer.max_epochs=60"], "lstm": [*LSTM, "trainer.max_epochs=30"]}),
+                       season=1, models={"ffn": [*MLP, "model.dropout=0.2", "trainer.max_epochs=30"],
+                                         "lstm": [*LSTM, "trainer.max_epochs=60"]}),
     "elnino": Series("monthly sea surface temperature (El Niño), 1950-2010 (732 rows)", "temperature", "month",
                      window=36, horizon=6, season=12,
-                     models={"ffn": [*MLP, "model.dropout=0.2", "trainer.max_epochs=100"],
-                             "lstm": [*LSTM, "trainer.max_epochs=60"]}),
+                     models={"ffn": [*MLP, "model.dropout=0.2", "trainer.max_epochs=60"],
+                             "lstm": [*LSTM, "trainer.max_epochs=30"]}),
+    "co2": Series("weekly CO2 at Mauna Loa, 1958-2001 (2,284 rows)", "co2", "week", window=104, horizon=4, season=52,
+                  models={"ffn": [*MLP, "trainer.max_epochs=20"], "lstm": [*LSTM, "trainer.max_epochs=10"]}),
 }
 
 

@@ -1,6 +1,6 @@
 """`dlx report`: one self-contained HTML page about a run, to attach to a pull request or send to a colleague:
-its final metrics, its curves, the confusion matrix and most confidently wrong test examples (classifiers) or
-the newest samples (GANs), and its config. Images are inline (base64 PNG) and the style is in the page: it
+its final metrics, its curves, the confusion matrix and most confidently wrong test examples (classifiers), the
+newest samples (GANs) or the test split's one-step forecasts against the series (forecasters), and its config. Images are inline (base64 PNG) and the style is in the page: it
 opens anywhere, with no network and nothing else beside it.
 """
 
