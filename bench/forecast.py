@@ -88,7 +88,7 @@ SERIES = {
                      models={"ffn": [*MLP, "model.dropout=0.2", "trainer.max_epochs=60"],
                              "lstm": [*LSTM, "trainer.max_epochs=30"]}),
     "co2": Series("weekly CO2 at Mauna Loa, 1958-2001 (2,284 rows)", "co2", "week", window=104, horizon=4, season=52,
-                  models={"ffn": [*MLP, "trainer.max_epochs=20"], "lstm": [*LSTM, "trainer.max_epochs=10"]}),
+                  models={"ffn": [*MLP, "trainer.max_epochs=20"], "lstm": [*LSTM, "trainer.max_epochs=4"]}),
 }
 
 

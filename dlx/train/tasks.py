@@ -1,4 +1,4 @@
-"""What one training step computes for each kind of model: classification, regression, adversarial.
+"""What one training step computes for each kind of model: classification, regression, forecasting, adversarial.
 
 A task's `inputs` maps raw inputs to what its model sees (normalised pixels, or pixels in [-1, 1] for a GAN);
 prepare() applies it to whole splits once. train_step() turns a batch into losses, calls `update(optimizer_name,
@@ -51,8 +51,8 @@ def pixel_normalizer(data: DataSplits, device: str) -> Callable[[torch.Tensor], 
 
 
 class Task(Protocol):
-    """What the loop, evaluation and checkpoints ask of a task. Classification, Regression and Adversarial are
-    dlx's (make_task chooses among them); a new kind of model adds its own class here, and a case there."""
+    """What the loop, evaluation and checkpoints ask of a task. Classification, Regression, Forecasting and
+    Adversarial are dlx's (make_task chooses among them); a new kind of model adds its own class here, and a case there."""
 
     @property
     def default_monitor(self) -> tuple[str, str]:
