@@ -18,10 +18,12 @@ def predict_command(
                                         help="PNG or JPEG files, or folders of them, for a model of images; one "
                                         "CSV, TSV or Parquet file of rows for a model trained with dataset=table; "
                                         "for an encoder-decoder, a text file of one source per line or a table "
-                                        "with a source column."),
+                                        "with a source column; one file of the series for a forecaster "
+                                        "(dataset=timeseries)."),
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="Tables: the file to write, the rows with their "
                                        "predictions (.csv, .tsv or .parquet); default RUN/predictions/ROWS_FILE. "
-                                       "Text classifiers and encoder-decoders given a .txt file: default printed."),
+                                       "Text classifiers and encoder-decoders given a .txt file: default printed. "
+                                       "Series: a file for the forecast too (it is printed either way)."),
     top_k: int = typer.Option(3, "--top-k", "-k", help="Images and texts: how many of the most probable classes to "
                               "show."),
     column: Optional[str] = typer.Option(None, "--column", help="Text classifiers, on a table: the column of texts "
@@ -32,17 +34,21 @@ def predict_command(
     allow: list[str] = typer.Option([], "--allow", help=ALLOW_HELP),
     config_dirs: list[Path] = typer.Option([], "--config-dir", "-cd", help=CONFIG_DIR_HELP),
 ) -> None:
-    """A classifier's classes for your own image files, or a table model's predictions for new rows.
+    """A classifier's classes for your own image files, a table model's predictions for new rows, or a
+    forecaster's next values after the end of a series.
 
     Each image is prepared as the training images were: grey or colour, resized, scaled to [0, 1], normalised.
     Rows are encoded as the training rows were (standardised numbers, one-hot categories: the checkpoint records
     how) and written back with a `prediction` column and, for a classifier, `probability_<class>` columns."""
+    from dlx.inspect.forecast import Forecast, print_forecast
     from dlx.inspect.predict import TablePredictions, predict, print_predictions, print_table_predictions
     from dlx.inspect.translate import Translations, print_translations
 
     with errors_reported():
         predictions = predict(checkpoint, inputs, top_k, allow, config_dirs, out, column, beam)
-    if isinstance(predictions, Translations):
+    if isinstance(predictions, Forecast):
+        print_forecast(predictions, checkpoint, json_output)
+    elif isinstance(predictions, Translations):
         warn(predictions.warnings)
         if json_output:
             print(json.dumps({"checkpoint": str(checkpoint), "sources": str(predictions.sources),

@@ -18,7 +18,10 @@ What the exported model takes and gives (the batch size is free):
   sigmoid loss gives one logit, of class 1); a regressor gives its predictions;
 - a GAN exports its generator: noise (batch, noise_dim) in, images (batch, C, H, W) in [0, 1] out;
 - an encoder-decoder (the Transformer) exports two files, its encoder and its decoder, and its tokenizer
-  (dlx.inspect.export_seq2seq).
+  (dlx.inspect.export_seq2seq);
+- a forecaster (dataset=timeseries) takes windows of the series in its own units, (batch, window, columns),
+  oldest row first, and gives forecasts (batch, horizon, targets) in the same units: the training
+  standardisation, and its undoing, are inside the graph (dlx.inspect.forecast.SeriesForecaster).
 The file records this, the class names and the checkpoint it came from as metadata (and for a table, the
 encoding, as the JSON file beside it holds it).
 """
@@ -38,6 +41,7 @@ from torch import nn
 from dlx import __version__
 from dlx.errors import DlxError, check_writable, did_you_mean, require
 from dlx.inspect.export_seq2seq import ExportedPair, export_encoder_decoder
+from dlx.inspect.forecast import SeriesForecaster, describe_series
 from dlx.inspect.rebuild import Rebuilt, raw_input_model, rebuild_model
 from dlx.models.rnn import RecurrentNet
 from dlx.models.seq2seq import EncoderDecoder
@@ -78,8 +82,13 @@ def export_checkpoint(checkpoint: Path, fmt: str, out: Path | None, allow: list[
     if isinstance(rebuilt.model, EncoderDecoder):  # two graphs, encoder and decoder: dlx.inspect.export_seq2seq
         tokenizer = rebuilt.data("export").get("tokenizer") or ""
         return export_encoder_decoder(rebuilt, fmt, out or checkpoint.with_suffix(FORMATS[fmt]), tokenizer)
-    preprocessing = None if rebuilt.is_gan else rebuilt.data("export").get("preprocessing")
-    model = raw_input_model(rebuilt, "export") if preprocessing is None else table_model(rebuilt.model, preprocessing)
+    series = None if rebuilt.is_gan else series_record(rebuilt.data("export"))
+    preprocessing = None if rebuilt.is_gan or series else rebuilt.data("export").get("preprocessing")
+    if series is not None:
+        model: nn.Module = SeriesForecaster(rebuilt.model, series).eval()
+    else:
+        model = raw_input_model(rebuilt, "export") if preprocessing is None else table_model(rebuilt.model,
+                                                                                             preprocessing)
     example, input_name, input_shape, output_name, metadata = describe(rebuilt, model)
     out = out or checkpoint.with_suffix(FORMATS[fmt])
     check_writable(out)
@@ -103,6 +112,11 @@ def export_checkpoint(checkpoint: Path, fmt: str, out: Path | None, allow: list[
         temporary.unlink(missing_ok=True)
     return Exported(out, fmt, input_name, input_shape, output_name, metadata, difference, sum(CHECK_BATCHES),
                     encoding)
+
+
+def series_record(data: dict[str, Any]) -> dict[str, Any] | None:
+    """A forecaster's record of its series (dlx.data.timeseries), or None for any other model."""
+    return data["preprocessing"] if data["task"] == "forecasting" else None
 
 
 class TableInputs(nn.Module):
@@ -193,6 +207,9 @@ def describe(rebuilt: Rebuilt, model: nn.Module) -> Description:
         return (lambda n: gan.sample_noise(n, torch.Generator().manual_seed(n)), "noise", ["batch", gan.noise_dim],
                 "images", metadata)
     data = rebuilt.data("export")
+    series = series_record(data)
+    if series is not None:
+        return describe_series(model, series, metadata)
     preprocessing = data.get("preprocessing")
     if preprocessing is not None:
         return describe_table(model, preprocessing, data["class_names"], metadata)

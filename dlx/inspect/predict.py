@@ -22,6 +22,7 @@ import torch
 
 from dlx.data.images import IMAGE_SUFFIXES, read_image
 from dlx.errors import DlxError, check_writable
+from dlx.inspect.forecast import Forecast, forecast_series
 from dlx.inspect.predicted import BATCH, TablePredictions, check_output, prediction_columns, probabilities
 from dlx.inspect.rebuild import Rebuilt, raw_input_model, rebuild_model, run_folder_of
 from dlx.inspect.translate import Translations, translate
@@ -60,12 +61,13 @@ def load_image(path: Path, input_shape: list[int]) -> torch.Tensor:
 
 def predict(checkpoint: Path, inputs: list[Path], top_k: int, allow: list[str], config_dirs: list[Path],
             out: Path | None = None, column: str | None = None,
-            beam: int = 1) -> "list[dict[str, Any]] | TablePredictions | Translations":
+            beam: int = 1) -> "list[dict[str, Any]] | TablePredictions | Translations | Forecast":
     """A model of images: for each image file, the predicted class, its probability, and the top_k classes
     with theirs. A model trained on a table (the checkpoint records its encoding): the rows of the one table
     file named, with their predictions, written to `out` (see predict_rows). A classifier of text: the texts of
     a file, one a line, or a table's `column` (dlx.inspect.predict_text). An encoder-decoder: the target decoded
-    for each source of the file (dlx.inspect.translate), by beam search when `beam` > 1."""
+    for each source of the file (dlx.inspect.translate), by beam search when `beam` > 1. A forecaster
+    (dataset=timeseries): the next values after the end of the one series file named (dlx.inspect.forecast)."""
     if top_k < 1:
         raise DlxError(f"--top-k {top_k}: give a number of classes of 1 or more.")
     rebuilt = rebuild_model(checkpoint, allow, config_dirs)
@@ -82,6 +84,8 @@ def predict(checkpoint: Path, inputs: list[Path], top_k: int, allow: list[str], 
                        f"Generate with: dlx sample {checkpoint} --prompt \"...\"")
     if data["task"] == "seq2seq":
         return translate(rebuilt, data, inputs, out, beam)
+    if data["task"] == "forecasting":
+        return forecast_series(rebuilt, data, inputs, out)
     if data.get("preprocessing") is not None:
         return predict_rows(rebuilt, data, inputs, out)
     if out is not None:

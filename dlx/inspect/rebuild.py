@@ -79,6 +79,10 @@ def well_formed(data: Any) -> bool:
             and isinstance(data.get("class_names"), list) and all(isinstance(n, str) for n in data["class_names"])
             and all(data.get(key) is None or numbers(data[key], (int, float)) for key in ("pixel_mean", "pixel_std"))):
         return False
+    if data["task"] == "forecasting":
+        from dlx.data.timeseries import well_formed_series  # pandas, only for the checkpoints of series
+
+        return well_formed_series(data.get("preprocessing"), data["input_shape"])
     if data.get("preprocessing") is None:
         return True
     from dlx.data.table import well_formed_preprocessing  # pandas, only for the checkpoints of tables

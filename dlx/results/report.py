@@ -1,20 +1,24 @@
 """`dlx report`: one self-contained HTML page about a run, to attach to a pull request or send to a colleague:
-its final metrics, its curves, the confusion matrix and most confidently wrong test examples (classifiers) or
-the newest samples (GANs), and its config. Images are inline (base64 PNG) and the style is in the page: it
+its final metrics, its curves, the confusion matrix and most confidently wrong test examples (classifiers), the
+newest samples (GANs) or the test split's one-step forecasts against the series (forecasters), and its config. Images are inline (base64 PNG) and the style is in the page: it
 opens anywhere, with no network and nothing else beside it.
 """
 
 import base64
 import html
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from dlx import __version__
 from dlx.errors import DlxError, check_writable, require
 from dlx.results.plot import choose_metrics, curves_figure, find_curves
 from dlx.results.runs import SWEEP_MANIFEST, format_duration, read_summary
 from dlx.store.files import read_json, write_text_atomically
-from dlx.ui.figures import figure_png
+from dlx.ui.figures import figure_png, new_figure
+
+if TYPE_CHECKING:
+    from dlx.inspect.evaluate import Evaluated
+    from dlx.train.tasks import Forecasting
 
 WORST = 16  # confidently wrong test examples shown
 
@@ -178,10 +182,12 @@ def evaluation_section(run_dir: Path, summary: dict[str, Any], allow: list[str],
         return ""
     from dlx.inspect.class_metrics import class_figures, class_report
     from dlx.inspect.evaluate import evaluate_checkpoint
-    from dlx.train.tasks import Classification
+    from dlx.train.tasks import Classification, Forecasting
 
     try:
         _, info, evaluated = evaluate_checkpoint(checkpoint, [], "test", allow, config_dirs)
+        if isinstance(evaluated.task, Forecasting):
+            return forecast_section(evaluated, evaluated.task, info, checkpoint)
         if not isinstance(evaluated.task, Classification):
             return ""
         report = class_report(evaluated, WORST)
@@ -199,3 +205,33 @@ def evaluation_section(run_dir: Path, summary: dict[str, Any], allow: list[str],
         parts += [f"<h3>The {len(report.worst)} most confidently wrong test examples</h3>",
                   image(figure_png(figures["worst"]), "most confidently wrong test examples")]
     return "\n".join(parts)
+
+
+def forecast_section(evaluated: "Evaluated", task: "Forecasting", info: dict[str, Any], checkpoint: Path) -> str:
+    """A forecaster: its one-step-ahead forecasts of the test split against the series, in the series' units."""
+    import torch
+
+    from dlx.data.timeseries import split_origins, target_statistics
+
+    record = task.record
+    x, y = next(iter(evaluated.split.batches([slice(0, evaluated.samples)])))
+    with torch.inference_mode(), evaluated.mixed_precision:
+        forecast = evaluated.model(x).float().cpu().numpy()
+    mean, std = target_statistics(record)
+    targets = len(mean)
+    rows = split_origins(tuple(record["splits"]["test"]), record["window"], record["horizon"], record["stride"])
+    figure = new_figure("dlx report", figsize=(9, 2.6 * targets), layout="constrained")
+    for j, (name, ax) in enumerate(zip(record["targets"], figure.subplots(targets, 1, squeeze=False)[:, 0])):
+        ax.plot(rows[:len(y)], y[:, j].float().cpu().numpy() * std[j] + mean[j], color="C0", label="series")
+        ax.plot(rows[:len(y)], forecast[:, j] * std[j] + mean[j], color="C1", linestyle="--",
+                label="forecast, 1 step ahead")
+        ax.set_title(name)
+        ax.set_xlabel("row of the series")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize="small")
+    naive = record.get("seasonal_naive_mase", {}).get("test")
+    note = (f"<p>The seasonal naive forecast (season {record['season']}) scores MASE {naive:.4f} on these windows."
+            "</p>" if naive is not None else "")
+    return (f"<h2>Forecasts of the test split: {info['samples']:,} windows, {html.escape(checkpoint.name)} "
+            f"(step {info['step']:,})</h2>\n{image(figure_png(figure), 'test forecasts against the series')}\n"
+            f"{note}")

@@ -1,4 +1,4 @@
-"""What one training step computes for each kind of model: classification, regression, adversarial.
+"""What one training step computes for each kind of model: classification, regression, forecasting, adversarial.
 
 A task's `inputs` maps raw inputs to what its model sees (normalised pixels, or pixels in [-1, 1] for a GAN);
 prepare() applies it to whole splits once. train_step() turns a batch into losses, calls `update(optimizer_name,
@@ -63,8 +63,8 @@ def without_trailing_padding(tokens: torch.Tensor) -> torch.Tensor:
 
 
 class Task(Protocol):
-    """What the loop, evaluation and checkpoints ask of a task. Classification, Regression and Adversarial are
-    dlx's (make_task chooses among them); a new kind of model adds its own class here, and a case there."""
+    """What the loop, evaluation and checkpoints ask of a task. Classification, Regression, Forecasting and
+    Adversarial are dlx's (make_task chooses among them); a new kind of model adds its own class here, and a case there."""
 
     @property
     def default_monitor(self) -> tuple[str, str]:
@@ -239,6 +239,51 @@ class LanguageModel(OneNetwork):
         loss = means["loss"]
         return {"loss": loss, "perplexity": math.exp(min(loss, 700.0)),  # exp overflows a float past ~709
                 "bpc": means["nats"] / max(means["characters"], 1e-9) / math.log(2)}
+class Forecasting(OneNetwork):
+    """Forecasts of a time series (dlx.data.timeseries): windows (B, window, columns) in, the next `horizon` values
+    of each forecast column out, (B, horizon * targets), step 1's targets first. The model trains on
+    standardised values; the metrics are in the series' own units: MAE and RMSE (averaged over steps and
+    targets), and MASE, each target's absolute error divided by the training rows' seasonal naive error (below 1:
+    better than repeating the last season)."""
+
+    default_monitor = ("val/mase", "min")
+    metric_names = ("loss", "mae", "rmse", "mase")
+
+    def __init__(self, criterion: nn.Module, data: DataSplits, device: str) -> None:
+        from dlx.data.timeseries import target_statistics
+
+        if isinstance(criterion, (nn.CrossEntropyLoss, nn.NLLLoss, nn.BCEWithLogitsLoss)):
+            raise DlxError(f"loss {type(criterion).__name__} needs class labels, but a forecaster predicts numbers. "
+                           "Use loss=mse (the default of dataset=timeseries).")
+        record = data.preprocessing
+        if record is None:
+            raise DlxError("A forecasting data set must record its series' statistics in DataSplits.preprocessing "
+                           "(dlx.data.timeseries.load_timeseries does): the metrics are given in the series' units.")
+        self.criterion = criterion
+        self.record = record  # the series' columns, statistics and windows (dlx report draws the forecasts)
+        horizon = record["horizon"]
+        _, std = target_statistics(record)
+        self.num_outputs = horizon * len(std)
+        # Per output (horizon-major, as the targets are laid out): standardised error -> the series' units, and
+        # -> MASE's scaled error.
+        self.units = torch.tensor(std, device=device).repeat(horizon)
+        self.scaled = (torch.tensor(std, dtype=torch.float64) / torch.tensor(record["scale"], dtype=torch.float64)
+                       ).float().to(device).repeat(horizon)
+        self.inputs = pixel_normalizer(data, device)  # the identity: the loader standardised the series
+
+    def loss(self, prediction: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        return self.criterion(prediction, y)
+
+    def eval_batch(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_index: int) -> Sums:
+        prediction = model(x)
+        error = (prediction - y).float()  # (B, horizon * targets), standardised
+        in_units = error * self.units
+        return {"loss": self.loss(prediction, y) * len(y), "mae": in_units.abs().mean(dim=1).sum(),
+                "mse": in_units.square().mean(dim=1).sum(), "mase": (error.abs() * self.scaled).mean(dim=1).sum()}
+
+    def summarize(self, means: dict[str, float]) -> dict[str, float]:
+        """RMSE from the mean squared error: the sums over batches stay additive, the root is taken once."""
+        return {"loss": means["loss"], "mae": means["mae"], "rmse": math.sqrt(means["mse"]), "mase": means["mase"]}
 
 
 class Adversarial:
@@ -353,6 +398,8 @@ def make_task(criterion: nn.Module, data: DataSplits, device: str, is_gan: bool)
         return Regression(criterion, data, device)
     if data.task == "language_model":
         return LanguageModel(criterion, data, device)
+    if data.task == "forecasting":
+        return Forecasting(criterion, data, device)
     return Classification(criterion, data, device)
 
 
