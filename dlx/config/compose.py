@@ -62,6 +62,7 @@ class Plan:
     errors: list[str | None] = field(default_factory=list)  # each job's problem, when asked to keep going
     search_space: dict[str, str] = field(default_factory=dict)  # a search sweeper's parameters
     trials: int | None = None  # and how many trials it runs
+    launcher: str = ""  # the launcher's _target_: where the jobs run
 
     @property
     def searched(self) -> bool:
@@ -100,6 +101,8 @@ def preflight(args: list[str], check_values: bool, keep_going: bool = False) -> 
     config_name = parsed.config_name or "train"
     check_overrides_parse(parsed.overrides)
     with hydra_session(parsed.config_dir) as hydra:
+        if not parsed.multirun:
+            refuse_sweeps_in_one_run(hydra, parsed.overrides)
         try:
             master = compose_or_explain(hydra, config_name, parsed.overrides,
                                         RunMode.MULTIRUN if parsed.multirun else RunMode.RUN)
@@ -111,7 +114,7 @@ def preflight(args: list[str], check_values: bool, keep_going: bool = False) -> 
             raise
         multirun = parsed.multirun or master.hydra.mode == RunMode.MULTIRUN
         plan = Plan(multirun, str(master.hydra.sweep.dir if multirun else master.hydra.run.dir),
-                    master.hydra.sweeper._target_)
+                    master.hydra.sweeper._target_, launcher=master.hydra.launcher._target_)
         if not multirun:
             plan.jobs = [parsed.overrides]  # hydra.* overrides included: the same job either way
         elif not plan.searched:
@@ -137,6 +140,26 @@ def preflight(args: list[str], check_values: bool, keep_going: bool = False) -> 
         if check_values:
             check_run_folder_creatable(plan.folder)
     return plan
+
+
+def refuse_sweeps_in_one_run(hydra: Any, overrides: list[str]) -> None:
+    """A sweep's values (a,b, range(...)) without -m: say whether the user meant a list or a sweep, in dlx's words
+    (Hydra's "Ambiguous value" also offers brackets for a config group, which takes one option)."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    parser = OverridesParser.create(config_loader=hydra.config_loader)
+    for override in parser.parse_overrides(overrides):
+        if not override.is_sweep_override() or override.is_hydra_override():
+            continue
+        line, key = override.input_line or "", override.key_or_group
+        value = line.partition("=")[2]
+        if hydra.config_loader.get_group_options(key):
+            raise DlxError(f"{line} names several {key} options, and a run has one. To train each, one job per "
+                           f"option, add -m: dlx train -m {line} ...; else choose one, e.g. {key}="
+                           f"{value.split(',')[0]}.")
+        raise DlxError(f"{line} gives several values, and one run takes one value per key. For a list, write it in "
+                       f"brackets: {key}=[{value}]; to train once with each value (a sweep), add -m: dlx train -m "
+                       f"{line} ...")
 
 
 def check_values_of(cfg: DictConfig, raise_it: bool) -> str | None:
