@@ -5,6 +5,7 @@ Every argument belongs to Hydra. Before its runner starts, every job's config is
 folder. Hydra then runs dlx.sweep.job.train_job once (`dlx train`) or once per job (`dlx train -m`, with
 whatever sweeper and launcher the config chose), and a sweep ends with its table."""
 
+import contextlib
 import os
 import signal
 import sys
@@ -13,7 +14,9 @@ from typing import Any
 
 from dlx.errors import DlxError
 from dlx.parallel.world import is_main_process
+from dlx.store.run_folder import RunFolderLock
 from dlx.sweep.job import train_job
+from dlx.sweep.stop import job_ends_its_process, jobs_stop_with_the_sweep, runs_jobs_in_processes
 from dlx.ui.console import print_error
 
 
@@ -29,6 +32,7 @@ def run_train(args: list[str]) -> int:
     args = resume_in_place([a for a in args if a != "--dry-run"])
     args = agree_on_run_dir(args)  # under torchrun: every rank trains in the run folder rank 0 composes
     printing_config = parse_hydra_args(args).cfg is not None
+    held: RunFolderLock | None = None
     try:
         # Compose and check every job's config before Hydra starts, so mistakes get dlx's explanation.
         # With --cfg nothing is trained, so the constructor checks (which import torch) are skipped.
@@ -45,6 +49,8 @@ def run_train(args: list[str]) -> int:
             start_sweep(plan, args)
             warn_about_invalid_jobs(plan)
             prepare_shared_stores(plan)
+        elif plan is not None and not plan.multirun and not printing_config and is_main_process():
+            args, held = hold_run_folder(plan, args)
     except DlxError as err:
         if os.environ.get("HYDRA_FULL_ERROR") == "1":
             raise
@@ -56,13 +62,18 @@ def run_train(args: list[str]) -> int:
     register_schema_and_resolvers()
     sys.argv = ["dlx train", *args]  # @hydra.main reads its flags and overrides from sys.argv
     run = hydra.main(config_path=str(config_dir()), config_name="train", version_base="1.3")(train_job)
+    stopping = contextlib.nullcontext(lambda: 0)
+    if sweeping and runs_jobs_in_processes(plan.launcher):  # type: ignore[union-attr]  # a sweep has a plan
+        stopping = jobs_stop_with_the_sweep(Path(plan.folder),  # type: ignore[union-attr, assignment]
+                                            job_ends_its_process(plan.launcher))  # type: ignore[union-attr]
     try:
-        run()
+        with held or contextlib.nullcontext(), stopping as received:
+            run()
     except (SystemExit, KeyboardInterrupt) as stop:  # Ctrl-C (in training or between steps), a failed job
-        code = 128 + signal.SIGINT if isinstance(stop, KeyboardInterrupt) else stop.code
+        code = 128 + (received() or signal.SIGINT) if isinstance(stop, KeyboardInterrupt) else stop.code
         if not sweeping:
-            if isinstance(stop, KeyboardInterrupt):  # outside the training loop: nothing to save yet
-                print_error("Stopped by Ctrl-C before training started or after it ended.", "stopped")
+            if isinstance(stop, KeyboardInterrupt):  # outside dlx's own handling: Hydra's start, say
+                print_error("Stopped by Ctrl-C before the run started.", "stopped")
             return code if isinstance(code, int) else 1
         from dlx.sweep.records import finish_sweep
 
@@ -71,6 +82,20 @@ def run_train(args: list[str]) -> int:
         print_error(f"Sweep stopped. {how_to_continue(plan, args)}", "stopped")
         return code if isinstance(code, int) else 1
     return report_sweep(plan, args) if sweeping else 0
+
+
+def hold_run_folder(plan: Any, args: list[str]) -> tuple[list[str], RunFolderLock]:
+    """One run, one folder: the run folder is held for this process from before Hydra writes into it (its
+    .hydra/ record) to the run's end, and refused if it holds another run (dlx.store.run_folder). Its path is
+    fixed here, once, for Hydra too (hydra.run.dir), as the one held."""
+    from dlx.config.overrides import quote_override_value
+    from dlx.store.run_folder import claim_run_folder
+
+    trainer = plan.configs[0].trainer
+    held = claim_run_folder(Path(plan.folder), trainer.resume, trainer.get("overwrite", False))
+    if not any(a.startswith("hydra.run.dir=") for a in args):
+        args = [*args, f"hydra.run.dir={quote_override_value(plan.folder)}"]
+    return args, held
 
 
 def warn_about_invalid_jobs(plan: Any) -> None:
