@@ -13,8 +13,8 @@ def runs_command(
     folder: Path = typer.Argument(Path("outputs"), help="A folder of runs and sweeps, searched recursively."),
     model: Optional[str] = typer.Option(None, help="Only runs of this model (e.g. cnn)."),
     dataset: Optional[str] = typer.Option(None, help="Only runs on this data set (e.g. digits)."),
-    status: Optional[str] = typer.Option(None, help="Only runs with this status: completed, failed, interrupted "
-                                         "or running."),
+    status: Optional[str] = typer.Option(None, help="Only runs with this status: completed, failed, interrupted, "
+                                         "running or killed."),
     best: Optional[int] = typer.Option(None, "--best", min=1, help="Only the N best completed runs."),
     json_output: bool = typer.Option(False, "--json", help="Print the rows as JSON instead of a table."),
 ) -> None:

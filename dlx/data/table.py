@@ -190,12 +190,11 @@ def check_content(path: Path, kind: str) -> None:
                        "TSV file of text (UTF-8), or a Parquet file named .parquet.")
 
 
-def write_table(frame: pd.DataFrame, path: Path) -> None:
+def write_table(frame: pd.DataFrame, path: Path, within: Path | None = None) -> None:
     """The frame in the format of `path`'s suffix (CSV, TSV, Parquet), written atomically: a crash leaves the
-    old file or the new one, never half of it."""
+    old file or the new one, never half of it (inside the run folder `within`, without a link on the way)."""
     kind, separator = table_format(path, None)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with atomic_file(path) as file:
+    with atomic_file(path, within) as file:
         if kind == "parquet":
             frame.to_parquet(file, index=False)
         else:

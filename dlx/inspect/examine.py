@@ -8,6 +8,7 @@ from typing import Any
 
 from dlx.inspect.class_metrics import ClassReport, class_details, print_class_report
 from dlx.inspect.evaluate import evaluate_checkpoint
+from dlx.inspect.rebuild import checkpoint_in
 from dlx.store.files import json_safe
 
 
@@ -36,6 +37,7 @@ def eval_arguments(arguments: list[str], split: str) -> tuple[list[str], str, Pa
 def examine(checkpoint: Path, arguments: list[str], split: str, allow: list[str], config_dirs: list[Path],
             out_dir: Path | None, worst: int) -> Examined:
     overrides, split, classifier = eval_arguments(arguments, split)
+    checkpoint = checkpoint_in(checkpoint)
     metrics, info, evaluated = evaluate_checkpoint(checkpoint, overrides, split, allow, config_dirs)
     classes, warnings = class_details(evaluated, checkpoint, split, out_dir, worst)
     if classifier is not None:

@@ -34,7 +34,7 @@ from torch import nn
 
 from dlx import __version__
 from dlx.errors import DlxError, check_writable, did_you_mean, require
-from dlx.inspect.rebuild import Rebuilt, raw_input_model, rebuild_model
+from dlx.inspect.rebuild import Rebuilt, checkpoint_in, raw_input_model, rebuild_model
 from dlx.store.files import write_json_atomically
 
 FORMATS = {"onnx": ".onnx", "torchscript": ".pt"}
@@ -64,6 +64,7 @@ def export_checkpoint(checkpoint: Path, fmt: str, out: Path | None, allow: list[
     if fmt == "onnx":
         for module in ("onnx", "onnxruntime", "onnxscript"):  # onnxscript: torch's ONNX exporter builds with it
             require(module, "export", "dlx export --format onnx")
+    checkpoint = checkpoint_in(checkpoint)
     rebuilt = rebuild_model(checkpoint, allow, config_dirs)
     preprocessing = None if rebuilt.is_gan else rebuilt.data("export").get("preprocessing")
     model = raw_input_model(rebuilt, "export") if preprocessing is None else table_model(rebuilt.model, preprocessing)

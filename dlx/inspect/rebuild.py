@@ -102,6 +102,17 @@ def rebuild_model(path: Path, allow: list[str], config_dirs: list[Path]) -> Rebu
     return Rebuilt(model.eval(), cfg, checkpoint, Path(path))
 
 
+def checkpoint_in(path: Path) -> Path:
+    """The checkpoint a command was given: a file as it is; for a run folder (outputs/latest), its best.ckpt, or
+    its last.ckpt when it has no best (no validation gave a finite metric)."""
+    path = Path(path)
+    if path.is_dir():
+        for name in ("best.ckpt", "last.ckpt"):
+            if (path / "checkpoints" / name).is_file():
+                return path / "checkpoints" / name
+    return path
+
+
 def run_folder_of(checkpoint: Path) -> Path:
     """RUN for RUN/checkpoints/X.ckpt; for a checkpoint kept elsewhere, its own folder."""
     checkpoint = Path(checkpoint)

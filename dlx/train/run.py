@@ -5,6 +5,7 @@ import logging
 import os
 import platform
 import shlex
+import signal
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -20,7 +21,7 @@ from dlx.data import DataSplits
 from dlx.errors import DlxError
 from dlx.parallel.world import World, join_world, weights_sha256
 from dlx.store.checkpoint import load_checkpoint
-from dlx.store.files import write_json_atomically
+from dlx.store.files import open_to_append, write_json_atomically, write_text_atomically
 from dlx.store.metrics import MetricsLog
 from dlx.train.augment import Augment, build_augment
 from dlx.train.build import (
@@ -33,7 +34,7 @@ from dlx.train.build import (
     build_task,
     fill_derived,
 )
-from dlx.train.checkpointing import CheckpointWriter
+from dlx.train.checkpointing import CheckpointWriter, check_writable
 from dlx.train.evaluate import autocast, evaluate
 from dlx.train.loop import Loop, fit
 from dlx.train.monitor import BestMonitor, monitored
@@ -44,7 +45,7 @@ from dlx.train.state import Schedule, TrainState
 from dlx.train.step import Updater
 from dlx.train.tasks import Task, prepare
 from dlx.ui.console import logger, setup_logging, terminal_console
-from dlx.ui.model_summary import save_and_show, summarize
+from dlx.ui.model_summary import show, summarize, summary_text
 from dlx.ui.progress import TrainingProgress
 
 
@@ -78,8 +79,9 @@ def train(cfg: DictConfig, run_dir: Path, choices: dict[str, str], overrides: li
     summary: dict[str, Any] = {"status": "running", "run_dir": str(run_dir), "choices": choices,
                                "overrides": overrides, "pid": os.getpid(), "host": platform.node()}
     if world.is_main:
-        write_json_atomically(run_dir / "summary.json", summary)  # "running": what `dlx runs` shows meanwhile
+        write_json_atomically(run_dir / "summary.json", summary, run_dir)  # "running": what `dlx runs` shows meanwhile
     loggers: list[Any] = []  # TensorBoard, MLflow... (rank 0)
+    trained_to: int | None = None  # the last step, once training ended (the best checkpoint is tested next)
     try:
         parts = build_run(cfg, world)
         if world.is_main:
@@ -87,11 +89,12 @@ def train(cfg: DictConfig, run_dir: Path, choices: dict[str, str], overrides: li
         state = resume_or_start(cfg.trainer, run_dir, world, parts.config, parts.model, parts.optimizers,
                                 parts.schedulers, parts.device)
         if world.is_main:
+            check_writable(run_dir / "checkpoints")
             loggers = start_loggers(cfg, run_dir, parts.config, state.step)
-        with MetricsLog(run_dir / "metrics.jsonl" if world.is_main else Path(os.devnull), loggers) as metrics_log:
+        with MetricsLog(run_dir / "metrics.jsonl" if world.is_main else None, loggers) as metrics_log:
             with TrainingProgress(parts.schedule.total_steps, state.step, console) as progress, \
                     stop_on_signals() as stop:
-                fit(make_loop(parts, cfg.trainer, state, run_dir, metrics_log, progress, stop, world))
+                trained_to = fit(make_loop(parts, cfg.trainer, state, run_dir, metrics_log, progress, stop, world)).step
             if world.size > 1:
                 summary["distributed"] = check_same_weights(parts.model, world, parts.device)
             test = test_best_checkpoint(run_dir, parts, cfg, state, metrics_log, world)
@@ -100,33 +103,50 @@ def train(cfg: DictConfig, run_dir: Path, choices: dict[str, str], overrides: li
                     **outcome(parts, state, run_dir)}
         return summary
     except Interrupted as err:
-        command = ["dlx", "train", *(f"--config-dir={d}" for d in config_dirs),
-                   *(o for o in overrides if not o.startswith("trainer.resume")),
-                   f"trainer.resume={err.checkpoint.resolve()}"]
-        err.args = (f"{err} Resume with: {shlex.join(command)}",)
-        summary |= {"status": "interrupted", "error": str(err)}
+        summary |= {"status": "interrupted", "error": how_to_go_on(err, overrides, config_dirs)}
         raise
+    except KeyboardInterrupt:  # Ctrl-C outside the training steps: while the run is set up, or tested at the end
+        stopped = stopped_outside_steps(trained_to, run_dir)
+        summary |= {"status": "interrupted", "error": how_to_go_on(stopped, overrides, config_dirs)}
+        raise stopped from None
     except DlxError as err:
         summary |= {"status": "failed", "error": str(err)}
         raise
-    except BaseException as err:  # a bug, an out-of-memory error, Ctrl-C outside the training loop
-        status = "interrupted" if isinstance(err, KeyboardInterrupt) else "failed"
-        summary |= {"status": status, "error": f"{type(err).__name__}: {err}"}
+    except BaseException as err:  # a bug, an out-of-memory error
+        summary |= {"status": "failed", "error": f"{type(err).__name__}: {err}"}
         raise
     finally:
         summary |= {"wall_time_s": round(time.time() - started, 3), "dlx_version": __version__,
                     "torch_version": str(torch.__version__), "python_version": platform.python_version()}
         if world.is_main:
-            write_json_atomically(run_dir / "summary.json", summary)
+            write_json_atomically(run_dir / "summary.json", summary, run_dir)
         finish_loggers(loggers, summary)
+
+
+def stopped_outside_steps(trained_to: int | None, run_dir: Path) -> Interrupted:
+    """Ctrl-C before the first step (data, model, resuming) or after the last (testing the best checkpoint)."""
+    if trained_to is None:
+        return Interrupted(signal.SIGINT, 0, None, "while the run was being set up, before its first step")
+    return Interrupted(signal.SIGINT, trained_to, run_dir / "checkpoints" / "last.ckpt",
+                       f"while testing the best checkpoint, after training ended at step {trained_to}")
+
+
+def how_to_go_on(stopped: Interrupted, overrides: list[str], config_dirs: list[str]) -> str:
+    """The message of a stopped run, completed with the command that resumes it (or starts it again)."""
+    command = ["dlx", "train", *(f"--config-dir={d}" for d in config_dirs),
+               *(o for o in overrides if not o.startswith("trainer.resume"))]
+    if stopped.checkpoint is None:
+        stopped.args = (f"{stopped} Start it again with: {shlex.join(command)}",)
+    else:
+        command.append(f"trainer.resume={stopped.checkpoint.resolve()}")
+        stopped.args = (f"{stopped} Resume with: {shlex.join(command)}",)
+    return str(stopped)
 
 
 def start_logging(run_dir: Path, world: World) -> Any:
     """The run folder and dlx's log (console and train.log); the rich console when a person is watching."""
     console = terminal_console() if world.is_main else None
-    if world.is_main:
-        run_dir.mkdir(parents=True, exist_ok=True)
-    setup_logging(run_dir / "train.log" if world.is_main else None, console)
+    setup_logging(open_to_append(run_dir / "train.log", run_dir) if world.is_main else None, console)
     if not world.is_main:
         logger.setLevel(logging.ERROR)  # rank 0 speaks for the run; errors are raised on every rank
     logger.info(f"Run folder: {run_dir}")
@@ -159,7 +179,7 @@ def build_run(cfg: DictConfig, world: World) -> RunParts:
 
 def record_run(parts: RunParts, cfg: DictConfig, run_dir: Path, console: Any) -> None:
     """config.yaml, the outputs/latest link and the model summary (rank 0)."""
-    (run_dir / "config.yaml").write_text(OmegaConf.to_yaml(parts.config), encoding="utf-8")
+    write_text_atomically(run_dir / "config.yaml", OmegaConf.to_yaml(parts.config), run_dir)
     point_latest_at(Path(cfg.output_root), run_dir)
     show_model_summary(parts, run_dir, console)
 
@@ -203,9 +223,13 @@ def show_model_summary(parts: RunParts, run_dir: Path, console: Any) -> None:
     """The model table: a help, not a requirement; a model torchinfo cannot trace still trains."""
     try:
         networks = parts.task.networks(parts.model, parts.data.input_shape)
-        save_and_show(summarize(parts.model, networks, parts.device), run_dir / "model_summary.txt", console)
+        statistics = summarize(parts.model, networks, parts.device)
     except Exception as err:
         logger.warning(f"Warning: no model summary ({type(err).__name__}: {err}); training goes on.")
+        return
+    path = run_dir / "model_summary.txt"
+    write_text_atomically(path, summary_text(statistics), run_dir)
+    show(statistics, path, console)
 
 
 def start_loggers(cfg: DictConfig, run_dir: Path, config: dict[str, Any], resumed_step: int) -> list[Any]:

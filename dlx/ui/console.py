@@ -8,8 +8,8 @@ from __future__ import annotations
 import logging
 import os
 import sys
-from pathlib import Path
-from typing import TYPE_CHECKING
+import unicodedata
+from typing import TYPE_CHECKING, TextIO
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -21,11 +21,42 @@ def running_in_terminal() -> bool:
     return os.isatty(1) and os.environ.get("TERM", "") != "dumb"
 
 
+class LogFile(logging.StreamHandler):
+    """train.log: a handler that owns the file it writes (opened by the run, which opens it without following
+    a link), and closes it with itself."""
+
+    def close(self) -> None:
+        try:
+            self.acquire()
+            try:
+                self.flush()
+                self.stream.close()
+            finally:
+                self.release()
+        finally:
+            super().close()
+
+
 class ConsoleFilter(logging.Filter):
     """Lets a record reach the console unless it was logged with extra={"console": False}."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         return getattr(record, "console", True)
+
+
+class PrintableFilter(logging.Filter):
+    """Every message with its control characters escaped (a file or folder name can hold any)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.msg, record.args = printable(record.getMessage()), None
+        return True
+
+
+def printable(text: str, newlines: bool = True) -> str:
+    """`text` with control and format characters escaped (\x1b, \u202e...): a file name can hold any, and
+    printed raw they would move the cursor, clear the screen or reorder what the terminal shows."""
+    return "".join(character if (character == "\n" and newlines) or unicodedata.category(character)[0] != "C"
+                   else character.encode("unicode_escape").decode("ascii") for character in text)
 
 
 def terminal_console() -> Console | None:
@@ -37,13 +68,16 @@ def terminal_console() -> Console | None:
     return Console()
 
 
-def setup_logging(log_file: Path | None, console: Console | None) -> None:
-    """dlx's logger: to the console (rich in a terminal, plain otherwise) and to log_file."""
+def setup_logging(log_file: TextIO | None, console: Console | None) -> None:
+    """dlx's logger: to the console (rich in a terminal, plain otherwise) and to log_file, which it closes with
+    the next setup."""
     for old in list(logger.handlers):  # the previous job's, in a sweep
         old.close()
         logger.removeHandler(old)
     logger.setLevel(logging.INFO)
     logger.propagate = False
+    if not any(isinstance(each, PrintableFilter) for each in logger.filters):
+        logger.addFilter(PrintableFilter())
     # Hydra sets up logging at the start of every job (logging.config.dictConfig), which disables every
     # logger that exists by then: from the second job of a sweep on, dlx's would be silent.
     logger.disabled = False
@@ -57,7 +91,7 @@ def setup_logging(log_file: Path | None, console: Console | None) -> None:
     handler.addFilter(ConsoleFilter())
     logger.addHandler(handler)
     if log_file is not None:
-        file_handler = logging.FileHandler(log_file, encoding="utf-8")
+        file_handler = LogFile(log_file)
         file_handler.setFormatter(logging.Formatter("[%(asctime)s] %(message)s"))
         logger.addHandler(file_handler)
 
@@ -76,4 +110,4 @@ def print_error(err: BaseException | str, label: str = "error") -> None:
     from rich.console import Console
     from rich.markup import escape
 
-    Console(stderr=True, soft_wrap=True).print(f"[bold red]{label}:[/] {escape(str(err))}")
+    Console(stderr=True, soft_wrap=True).print(f"[bold red]{label}:[/] {escape(printable(str(err)))}")
