@@ -8,6 +8,7 @@ import typer
 
 from dlx.cli.options import errors_reported
 from dlx.errors import DlxError
+from dlx.ui.console import printable
 
 
 def ls_command(
@@ -64,4 +65,4 @@ def cp_command(
         original, path, usage = plan_copy(source, destination, force)
         with atomic_file(path) as copy:  # replaces what is there, never writes through it
             copy.write(original.read_bytes())
-    print(f"Copied {source} to {path}. {usage}")
+    print(printable(f"Copied {source} to {path}. {usage}"))

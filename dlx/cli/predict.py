@@ -8,6 +8,7 @@ from typing import Optional
 import typer
 
 from dlx.cli.options import ALLOW_HELP, CONFIG_DIR_HELP, errors_reported
+from dlx.ui.console import printable
 
 
 def predict_command(
@@ -66,4 +67,4 @@ def sample_command(
 
     with errors_reported():
         path = sample(checkpoint, count, out, seed, allow, config_dirs)
-    print(f"{path}: {count} samples from {checkpoint} (seed {seed})")
+    print(printable(f"{path}: {count} samples from {checkpoint} (seed {seed})"))

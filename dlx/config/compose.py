@@ -176,6 +176,10 @@ def check_values_of(cfg: DictConfig, raise_it: bool) -> str | None:
 
 def check_run_folder_creatable(folder: str) -> None:
     """The run folder Hydra is about to create must be creatable: its nearest existing parent a writable folder."""
+    if not folder.strip():  # Hydra would take the working directory itself as the run folder
+        raise DlxError("The run folder is empty (hydra.run.dir= or hydra.sweep.dir= with no value): dlx would write "
+                       "the run's files among yours in the working directory. Name a folder, e.g. "
+                       "hydra.run.dir=outputs/my_run, or drop the option.")
     existing = os.path.abspath(folder)
     while not os.path.exists(existing):
         existing = os.path.dirname(existing)

@@ -140,6 +140,8 @@ def read_table(path: Path, sep: str | None = None, na_values: list[str] | None =
     if path.is_dir():
         raise DlxError(f"{path} is a folder, not a table file. {FORMATS_HINT}; for a folder of images use "
                        f"dataset=image_folder dataset.root={path}.")
+    if not path.is_file():  # a pipe or a device: reading it could wait forever, or never end
+        raise DlxError(f"{path} is not a regular file (a pipe, a socket or a device). {FORMATS_HINT}.")
     kind, separator = table_format(path, sep)
     check_content(path, kind)
     try:

@@ -162,6 +162,8 @@ def print_class_report(report: ClassReport, console: Any) -> None:
     from rich.markup import escape
     from rich.table import Table
 
+    from dlx.ui.console import printable
+
     table = Table(title="per class", title_justify="left")
     for column in ("class", "precision", "recall", "f1", "support"):
         table.add_column(column, justify="left" if column == "class" else "right")
@@ -190,7 +192,7 @@ def print_class_report(report: ClassReport, console: Any) -> None:
             worst.add_row(str(row["index"]), escape(row["true"]), escape(row["predicted"]), f"{row['probability']:.4f}")
         console.print(worst)
     for name, path in report.files.items():
-        console.print(f"{name.replace('_', ' ')}: {escape(path)}", soft_wrap=True)
+        console.print(f"{name.replace('_', ' ')}: {escape(printable(path))}", soft_wrap=True)
 
 
 def format_count(count: int, correct: bool) -> str:

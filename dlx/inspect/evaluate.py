@@ -19,7 +19,7 @@ from dlx.train.build import build_data, build_loading, build_model, build_task, 
 from dlx.train.evaluate import autocast, evaluate
 from dlx.train.setup import resolve_device
 from dlx.train.state import Schedule
-from dlx.train.tasks import Task, prepare
+from dlx.train.tasks import Classification, Task, prepare
 
 SPLITS = ("train", "val", "test")
 
@@ -84,8 +84,10 @@ def evaluate_checkpoint(path: Path, overrides: list[str], split: str, allow: lis
     prepared = prepare(data, task.inputs, device, build_loading(cfg.trainer)).split(split)
     max_batches = Schedule.plan(cfg.trainer, len(data.train)).max_eval_batches
     mixed_precision = autocast(device, cfg.trainer.get("precision", "32"))
-    recorder = Recorder(model)
-    metrics = evaluate(recorder, task, prepared, cfg.trainer.eval_batch_size, max_batches, mixed_precision)
+    recorder = Recorder(model)  # a classifier's outputs are what its class report needs; other tasks call
+    # their model's own methods (a GAN's generator), so they get it unwrapped
+    evaluated = recorder if isinstance(task, Classification) else model
+    metrics = evaluate(evaluated, task, prepared, cfg.trainer.eval_batch_size, max_batches, mixed_precision)
     if not metrics:
         raise DlxError(f"The {split} split of this data set is empty (dataset.val_fraction=0?). Evaluate another split.")
     samples = min(len(prepared), max_batches * cfg.trainer.eval_batch_size) if max_batches else len(prepared)

@@ -55,11 +55,15 @@ def examined_json(examined: Examined) -> str:
 
 def print_examined(examined: Examined) -> None:
     from rich.console import Console
+    from rich.markup import escape
     from rich.table import Table
+
+    from dlx.ui.console import printable
 
     info = examined.info
     console = Console()
-    console.print(f"{info['checkpoint']}: step {info['step']:,}, {info['split']} split, {info['samples']:,} samples",
+    console.print(escape(printable(f"{info['checkpoint']}: step {info['step']:,}, {info['split']} split, "
+                                   f"{info['samples']:,} samples")),
                   soft_wrap=True)
     table = Table()
     table.add_column("metric")

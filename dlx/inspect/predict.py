@@ -54,6 +54,9 @@ def image_files(inputs: list[Path]) -> list[Path]:
             files += found
         elif path.is_file():
             files.append(path)
+        elif path.exists():  # reading a pipe or a device would wait for data forever, or never end
+            raise DlxError(f"{path} is not a regular file (a pipe, a socket or a device). Name image files (PNG, "
+                           "JPEG) or folders that hold them.")
         else:
             raise DlxError(f"{path} does not exist. Name image files (PNG, JPEG) or folders that hold them.")
     return files

@@ -103,13 +103,13 @@ def rebuild_model(path: Path, allow: list[str], config_dirs: list[Path]) -> Rebu
 
 
 def checkpoint_in(path: Path) -> Path:
-    """The checkpoint a command was given: a file as it is; for a run folder (outputs/latest), its best.ckpt, or
-    its last.ckpt when it has no best (no validation gave a finite metric)."""
+    """The checkpoint a command was given: a file as it is; for a run folder (outputs/latest) or its checkpoints/
+    folder, its best.ckpt, or its last.ckpt when it has no best (no validation gave a finite metric)."""
     path = Path(path)
-    if path.is_dir():
+    for folder in (path / "checkpoints", path) if path.is_dir() else ():  # a run folder, or its checkpoints/
         for name in ("best.ckpt", "last.ckpt"):
-            if (path / "checkpoints" / name).is_file():
-                return path / "checkpoints" / name
+            if (folder / name).is_file():
+                return folder / name
     return path
 
 

@@ -45,6 +45,9 @@ def write_report(run_dir: Path, out: Path | None, allow: list[str], config_dirs:
 
 def build_report(run_dir: Path, allow: list[str], config_dirs: list[Path]) -> str:
     require("matplotlib", "plot", "dlx report")  # the page is mostly its figures
+    if not run_dir.is_dir():
+        raise DlxError(f"{run_dir} is not a folder (missing, a file, or a link that leads nowhere or to itself). Name "
+                       "a run folder, e.g. outputs/latest; `dlx runs` lists them.")
     run_dir = run_dir.resolve()  # outputs/latest: the run's own name
     summary = read_summary(run_dir)
     if summary is None or summary.get("kind") == "sweep":

@@ -60,6 +60,10 @@ def load_checkpoint(path: Path) -> dict[str, Any]:
     if not path.is_file():
         raise DlxError(f"No checkpoint file at {path}. Each run keeps checkpoints/last.ckpt and "
                        "checkpoints/best.ckpt in its run folder; the newest run's folder is outputs/latest.")
+    if not zipfile.is_zipfile(path):  # what torch.save writes; anything else would reach pickle's legacy reader
+        raise DlxError(f"{path} is truncated or corrupt, or not a checkpoint at all: dlx writes PyTorch's zip format, "
+                       "and this file is not a complete zip archive. Use another checkpoint of the run (last.ckpt or "
+                       "best.ckpt), or train again.")
     try:
         with warnings.catch_warnings():  # torch warns about the pickle protocol of foreign files
             warnings.simplefilter("ignore")
@@ -68,7 +72,7 @@ def load_checkpoint(path: Path) -> dict[str, Any]:
         raise DlxError(f"Refused to load {path}: it holds Python objects other than tensors and plain values, "
                        "which could run code when loaded (torch.load with weights_only=True rejected it). dlx "
                        "writes no such files; do not trust this one.") from err
-    except (RuntimeError, EOFError, OSError, ValueError, zipfile.BadZipFile) as err:
+    except (RuntimeError, EOFError, OSError, ValueError, IndexError, KeyError, zipfile.BadZipFile) as err:
         reason = str(err).split(". ")[0]
         raise DlxError(f"{path} is truncated or corrupt and cannot be read ({reason}). Use another checkpoint of "
                        "the run (last.ckpt or best.ckpt), or train again.") from err

@@ -42,7 +42,11 @@ class RunFolderLock:
 
 def lock_run_folder(run_dir: Path) -> RunFolderLock:
     """Hold `run_dir` for this process, or raise a DlxError naming the process that holds it."""
-    folder = open_folder(run_dir, None, create=True)
+    try:
+        folder = open_folder(run_dir, None, create=True)
+    except OSError as err:
+        raise DlxError(f"Cannot create the run folder {run_dir}: {err.strerror or err}. Point output_root (or "
+                       "hydra.run.dir) at a folder you can write to, e.g. output_root=$HOME/dlx-outputs.") from err
     try:
         descriptor = os.open(LOCK, os.O_RDWR | os.O_CREAT | NOT_FOLLOWED, 0o666, dir_fd=folder)
     except OSError as err:

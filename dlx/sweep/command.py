@@ -9,6 +9,8 @@ import contextlib
 import os
 import signal
 import sys
+from collections.abc import Callable
+from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any
 
@@ -62,12 +64,8 @@ def run_train(args: list[str]) -> int:
     register_schema_and_resolvers()
     sys.argv = ["dlx train", *args]  # @hydra.main reads its flags and overrides from sys.argv
     run = hydra.main(config_path=str(config_dir()), config_name="train", version_base="1.3")(train_job)
-    stopping = contextlib.nullcontext(lambda: 0)
-    if sweeping and runs_jobs_in_processes(plan.launcher):  # type: ignore[union-attr]  # a sweep has a plan
-        stopping = jobs_stop_with_the_sweep(Path(plan.folder),  # type: ignore[union-attr, assignment]
-                                            job_ends_its_process(plan.launcher))  # type: ignore[union-attr]
     try:
-        with held or contextlib.nullcontext(), stopping as received:
+        with held or contextlib.nullcontext(), stopping_by_signals(plan, sweeping) as received:
             run()
     except (SystemExit, KeyboardInterrupt) as stop:  # Ctrl-C (in training or between steps), a failed job
         code = 128 + (received() or signal.SIGINT) if isinstance(stop, KeyboardInterrupt) else stop.code
@@ -84,6 +82,15 @@ def run_train(args: list[str]) -> int:
     return report_sweep(plan, args) if sweeping else 0
 
 
+def stopping_by_signals(plan: Any, sweeping: bool) -> AbstractContextManager[Callable[[], int]]:
+    """How Ctrl-C and SIGTERM stop the command: a sweep whose launcher runs the jobs in other processes stops
+    through them (dlx.sweep.stop); a run in this process stops itself (dlx.train.signals). The context yields
+    a function returning the signal that stopped the sweep, or 0."""
+    if sweeping and runs_jobs_in_processes(plan.launcher):
+        return jobs_stop_with_the_sweep(Path(plan.folder), job_ends_its_process(plan.launcher))
+    return contextlib.nullcontext(lambda: 0)
+
+
 def hold_run_folder(plan: Any, args: list[str]) -> tuple[list[str], RunFolderLock]:
     """One run, one folder: the run folder is held for this process from before Hydra writes into it (its
     .hydra/ record) to the run's end, and refused if it holds another run (dlx.store.run_folder). Its path is
@@ -92,6 +99,10 @@ def hold_run_folder(plan: Any, args: list[str]) -> tuple[list[str], RunFolderLoc
     from dlx.store.run_folder import claim_run_folder
 
     trainer = plan.configs[0].trainer
+    if trainer.resume not in (None, "auto") and not Path(trainer.resume).expanduser().is_file():
+        raise DlxError(f"trainer.resume={trainer.resume}: there is no checkpoint file there. Name a checkpoint "
+                       "(RUN/checkpoints/last.ckpt), a run folder (outputs/latest), or auto (the newest good "
+                       "checkpoint of the folder hydra.run.dir names).")
     held = claim_run_folder(Path(plan.folder), trainer.resume, trainer.get("overwrite", False))
     if not any(a.startswith("hydra.run.dir=") for a in args):
         args = [*args, f"hydra.run.dir={quote_override_value(plan.folder)}"]
@@ -179,13 +190,17 @@ def print_plan(plan: Any) -> int:
 
 def resume_in_place(args: list[str]) -> list[str]:
     """`trainer.resume=RUN/checkpoints/X.ckpt` continues in RUN: the run folder is that of the checkpoint,
-    unless the command names one (hydra.run.dir=...)."""
+    unless the command names one (hydra.run.dir=...). `trainer.resume=RUN` (a run folder) resumes RUN's newest
+    good checkpoint, in RUN (trainer.resume=auto there)."""
     from dlx.config.overrides import quote_override_value
 
     resume = [a.partition("=")[2] for a in args if a.startswith("trainer.resume=")]
     if not resume or resume[-1] in ("auto", "null", "") or any(a.startswith("hydra.run.dir=") for a in args):
         return args
     checkpoint = Path(resume[-1]).expanduser()
+    if (checkpoint / "checkpoints").is_dir():  # a run folder (outputs/latest): its newest good checkpoint, there
+        return [*[a for a in args if not a.startswith("trainer.resume=")], "trainer.resume=auto",
+                f"hydra.run.dir={quote_override_value(str(checkpoint.resolve()))}"]
     if checkpoint.parent.name != "checkpoints":
         return args
     return [*args, f"hydra.run.dir={quote_override_value(str(checkpoint.resolve().parent.parent))}"]

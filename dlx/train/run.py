@@ -146,7 +146,8 @@ def how_to_go_on(stopped: Interrupted, overrides: list[str], config_dirs: list[s
 def start_logging(run_dir: Path, world: World) -> Any:
     """The run folder and dlx's log (console and train.log); the rich console when a person is watching."""
     console = terminal_console() if world.is_main else None
-    setup_logging(open_to_append(run_dir / "train.log", run_dir) if world.is_main else None, console)
+    setup_logging(run_dir / "train.log" if world.is_main else None, console,
+                  lambda path: open_to_append(path, run_dir))
     if not world.is_main:
         logger.setLevel(logging.ERROR)  # rank 0 speaks for the run; errors are raised on every rank
     logger.info(f"Run folder: {run_dir}")

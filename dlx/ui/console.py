@@ -9,6 +9,8 @@ import logging
 import os
 import sys
 import unicodedata
+from collections.abc import Callable
+from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
 
 if TYPE_CHECKING:
@@ -21,20 +23,16 @@ def running_in_terminal() -> bool:
     return os.isatty(1) and os.environ.get("TERM", "") != "dumb"
 
 
-class LogFile(logging.StreamHandler):
-    """train.log: a handler that owns the file it writes (opened by the run, which opens it without following
-    a link), and closes it with itself."""
+class LogFile(logging.FileHandler):
+    """train.log, opened by the run's `opener` (which does not follow a link), and opened again after something
+    closed it: Hydra closes every handler when the next job of a sweep starts."""
 
-    def close(self) -> None:
-        try:
-            self.acquire()
-            try:
-                self.flush()
-                self.stream.close()
-            finally:
-                self.release()
-        finally:
-            super().close()
+    def __init__(self, path: Path, opener: Callable[[Path], TextIO]) -> None:
+        self.opener = opener
+        super().__init__(path, encoding="utf-8")
+
+    def _open(self) -> TextIO:  # type: ignore[override]
+        return self.opener(Path(self.baseFilename))
 
 
 class ConsoleFilter(logging.Filter):
@@ -45,10 +43,11 @@ class ConsoleFilter(logging.Filter):
 
 
 class PrintableFilter(logging.Filter):
-    """Every message with its control characters escaped (a file or folder name can hold any)."""
+    """Every message on one line, its control characters escaped (a file or folder name can hold any, a newline
+    included, which would make a line of the log look like another)."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        record.msg, record.args = printable(record.getMessage()), None
+        record.msg, record.args = printable(record.getMessage(), newlines=False), None
         return True
 
 
@@ -68,9 +67,10 @@ def terminal_console() -> Console | None:
     return Console()
 
 
-def setup_logging(log_file: TextIO | None, console: Console | None) -> None:
-    """dlx's logger: to the console (rich in a terminal, plain otherwise) and to log_file, which it closes with
-    the next setup."""
+def setup_logging(log_file: Path | None, console: Console | None,
+                  opener: Callable[[Path], TextIO] | None = None) -> None:
+    """dlx's logger: to the console (rich in a terminal, plain otherwise) and to log_file, appended to through
+    `opener` (the run folder's: it does not follow a link)."""
     for old in list(logger.handlers):  # the previous job's, in a sweep
         old.close()
         logger.removeHandler(old)
@@ -91,7 +91,8 @@ def setup_logging(log_file: TextIO | None, console: Console | None) -> None:
     handler.addFilter(ConsoleFilter())
     logger.addHandler(handler)
     if log_file is not None:
-        file_handler = LogFile(log_file)
+        assert opener is not None, "a log file is opened by its run"
+        file_handler = LogFile(log_file, opener)
         file_handler.setFormatter(logging.Formatter("[%(asctime)s] %(message)s"))
         logger.addHandler(file_handler)
 
