@@ -423,7 +423,8 @@ def test_files_that_are_not_what_their_names_say_are_refused_without_hanging(wor
 def test_run_folders_named_carelessly_are_refused_before_anything_is_written(workdir: Path, smoke_run: Path) -> None:
     assert "no checkpoint file there" in failing("train", SMOKE, "trainer.resume=typo.ckpt", cwd=workdir)
     assert "The run folder is empty" in failing("train", SMOKE, "hydra.run.dir=", cwd=workdir)
-    assert not (workdir / "outputs").exists() and not (workdir / "checkpoints").exists()
+    assert [path.name for path in (workdir / "outputs").iterdir()] == ["latest"]  # the smoke run's link alone
+    assert not (workdir / "checkpoints").exists()
     summary = (smoke_run / "summary.json").read_text()
     assert "not a sweep" in failing("train", "-m", "trainer.seed=1,2", SMOKE, "hydra.sweep.dir=run", cwd=workdir)
     assert (smoke_run / "summary.json").read_text() == summary
