@@ -24,6 +24,7 @@ from dlx.store.files import atomic_file, fsync_folder, open_folder
 
 FORMAT_VERSION = 1
 OLDEST_FORMAT_VERSION = 1  # the first dlx's
+PICKLE_START = b"\x80"  # the PROTO opcode that begins every pickle of protocol 2 and later
 # NumPy's global generator state: ("MT19937", key (624,) uint32, position, has_gauss, cached_gaussian)
 LegacyNumpyState = tuple[str, np.ndarray, int, int, float]
 
@@ -61,6 +62,11 @@ def load_checkpoint(path: Path) -> dict[str, Any]:
         raise DlxError(f"No checkpoint file at {path}. Each run keeps checkpoints/last.ckpt and "
                        "checkpoints/best.ckpt in its run folder; the newest run's folder is outputs/latest.")
     if not zipfile.is_zipfile(path):  # what torch.save writes; anything else would reach pickle's legacy reader
+        with open(path, "rb") as file:
+            if file.read(1) == PICKLE_START:
+                raise DlxError(f"Refused to load {path}: it is a bare pickle, which could run code when loaded. dlx "
+                               "writes no such files (its checkpoints are zip archives of tensors and plain values); "
+                               "do not trust this one.")
         raise DlxError(f"{path} is truncated or corrupt, or not a checkpoint at all: dlx writes PyTorch's zip format, "
                        "and this file is not a complete zip archive. Use another checkpoint of the run (last.ckpt or "
                        "best.ckpt), or train again.")
