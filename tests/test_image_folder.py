@@ -103,6 +103,46 @@ def test_predict_reads_16_bit_images_as_the_folder_reader_does(in_memory_run: Pa
     assert predicted["predictions"][0]["class"] == "cross"
 
 
+def predicted_probabilities(checkpoint: Path, files: list[Path], cwd: Path) -> list[list[float]]:
+    result = json.loads(dlx("predict", str(checkpoint), *map(str, files), "--json", "--top-k", "3", cwd=cwd).stdout)
+    return [sorted((t["class"], t["probability"]) for t in row["top_k"]) for row in result["predictions"]]
+
+
+def test_predict_turns_a_photo_upright_by_its_exif_orientation(in_memory_run: Path, shapes: Path,
+                                                               tmp_path: Path) -> None:
+    # A camera stores the pixels as the sensor saw them and says "rotate me" in EXIF: a viewer, the folder
+    # reader and predict show the upright picture. The noise makes each of the shapes lopsided enough that
+    # reading the pixels as stored would give other probabilities.
+    upright = Image.open(shapes / "cross" / "0005.png")
+    sideways = upright.transpose(Image.Transpose.ROTATE_90)  # stored turned; orientation 6 turns it back
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    sideways.save(tmp_path / "sideways.png", exif=exif)  # PNG's eXIf chunk: lossless, so exactly the same pixels
+    upright.save(tmp_path / "upright.png")
+    sideways.save(tmp_path / "sideways_no_exif.png")
+    rotated, straight, ignored = predicted_probabilities(in_memory_run / "checkpoints" / "best.ckpt", [
+        tmp_path / "sideways.png", tmp_path / "upright.png", tmp_path / "sideways_no_exif.png"], tmp_path)
+    assert rotated == pytest.approx(straight, abs=1e-6)
+    assert rotated != pytest.approx(ignored, abs=0.02)
+
+
+def test_predict_shows_transparent_pixels_as_a_viewer_does(in_memory_run: Path, shapes: Path, tmp_path: Path) -> None:
+    # Transparent pixels hold whatever colour the program that wrote them left there (here the bright cross);
+    # a viewer shows the page (white) through them. Reading the colour and dropping the alpha would show the
+    # cross; composited over white the picture is the square.
+    square = np.asarray(Image.open(shapes / "square" / "0002.png"))
+    cross = np.asarray(Image.open(shapes / "cross" / "0002.png"))
+    alpha = np.where(square > 150, 0, 255).astype(np.uint8)  # the square's bright pixels are see-through
+    Image.fromarray(np.stack([cross, cross, cross, alpha], axis=-1), "RGBA").save(tmp_path / "transparent.png")
+    composited = np.where(alpha == 0, 255, cross).astype(np.uint8)
+    Image.fromarray(composited).save(tmp_path / "composited.png")
+    Image.fromarray(cross).save(tmp_path / "alpha_dropped.png")
+    transparent, on_white, dropped = predicted_probabilities(in_memory_run / "checkpoints" / "best.ckpt", [
+        tmp_path / "transparent.png", tmp_path / "composited.png", tmp_path / "alpha_dropped.png"], tmp_path)
+    assert transparent == pytest.approx(on_white, abs=1e-6)
+    assert transparent != pytest.approx(dropped, abs=0.02)
+
+
 def test_predict_refuses_a_decompression_bomb_in_a_paragraph(in_memory_run: Path, tmp_path: Path) -> None:
     Image.new("1", (20_000, 20_000)).save(tmp_path / "bomb.png")  # a few kB on disk, 400 million pixels
     result = dlx("predict", str(in_memory_run / "checkpoints" / "best.ckpt"), str(tmp_path / "bomb.png"),

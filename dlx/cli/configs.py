@@ -8,6 +8,7 @@ import typer
 
 from dlx.cli.options import errors_reported
 from dlx.errors import DlxError
+from dlx.ui.console import printable
 
 
 def ls_command(
@@ -56,9 +57,12 @@ def cp_command(
     force: bool = typer.Option(False, "--force", help="Overwrite the destination if it exists."),
 ) -> None:
     """Copy a built-in config into your own config folder, to edit."""
-    from dlx.config.catalogue import copy_option
+    from dlx.config.catalogue import plan_copy
+    from dlx.store.files import atomic_file
 
     with errors_reported():
         # A str, not a Path: a trailing slash says "a folder", even one that does not exist yet.
-        path, usage = copy_option(source, destination, force)
-    print(f"Copied {source} to {path}. {usage}")
+        original, path, usage = plan_copy(source, destination, force)
+        with atomic_file(path) as copy:  # replaces what is there, never writes through it
+            copy.write(original.read_bytes())
+    print(printable(f"Copied {source} to {path}. {usage}"))

@@ -6,6 +6,7 @@ from typing import Optional
 import typer
 
 from dlx.cli.options import errors_reported
+from dlx.ui.console import printable
 
 
 def plot_command(
@@ -22,4 +23,4 @@ def plot_command(
 
     with errors_reported():
         path, curves, metrics = plot_runs(runs, metric, out)
-    print(f"{path}: {', '.join(metrics)} of {len(curves)} run(s)")
+    print(printable(f"{path}: {', '.join(metrics)} of {len(curves)} run(s)"))

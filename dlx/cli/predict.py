@@ -10,6 +10,7 @@ from typing import Optional
 import typer
 
 from dlx.cli.options import ALLOW_HELP, CONFIG_DIR_HELP, errors_reported
+from dlx.ui.console import printable
 
 
 def predict_command(
@@ -107,6 +108,7 @@ def sample_command(
         print("\n\n".join(sampled.texts))
         if sampled.out is not None:
             # on stderr: stdout holds the texts alone, for a pipe
-            print(f"{sampled.out}: {len(sampled.texts)} text(s) from {checkpoint} (seed {seed})", file=sys.stderr)
+            print(printable(f"{sampled.out}: {len(sampled.texts)} text(s) from {checkpoint} (seed {seed})"),
+                  file=sys.stderr)
     else:
-        print(f"{sampled.out}: {count or 64} samples from {checkpoint} (seed {seed})")
+        print(printable(f"{sampled.out}: {count or 64} samples from {checkpoint} (seed {seed})"))

@@ -6,6 +6,7 @@ from typing import Optional
 import typer
 
 from dlx.cli.options import ALLOW_HELP, CONFIG_DIR_HELP, errors_reported
+from dlx.ui.console import printable
 
 
 def report_command(
@@ -19,4 +20,4 @@ def report_command(
 
     with errors_reported():
         path = write_report(run, out, allow, config_dirs)
-    print(f"{path} ({path.stat().st_size // 1024:,} KiB, self-contained: open it in any browser)")
+    print(printable(f"{path} ({path.stat().st_size // 1024:,} KiB, self-contained: open it in any browser)"))

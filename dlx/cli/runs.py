@@ -14,7 +14,7 @@ def runs_command(
     model: Optional[str] = typer.Option(None, help="Only runs of this model (e.g. cnn)."),
     dataset: Optional[str] = typer.Option(None, help="Only runs on this data set (e.g. digits)."),
     status: Optional[str] = typer.Option(None, help="Only runs with this status: completed, pruned (by a "
-                                         "search), failed, interrupted or running."),
+                                         "search), failed, interrupted, running or killed."),
     best: Optional[int] = typer.Option(None, "--best", min=1, help="Only the N best completed runs."),
     json_output: bool = typer.Option(False, "--json", help="Print the rows as JSON instead of a table."),
 ) -> None:

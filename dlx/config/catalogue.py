@@ -5,7 +5,6 @@ is, usually followed by a `dlx train ...` example: `dlx ls` shows that line with
 """
 
 import os
-import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -162,9 +161,11 @@ def composed_config(overrides: list[str], user_config_dir: Path | None) -> str:
     return OmegaConf.to_yaml(compose_config(overrides, user_config_dir))
 
 
-def copy_option(key: str, target: str, force: bool) -> tuple[Path, str]:
-    """Copy a built-in config file for the user to edit (to a file, or into a folder when `target` is one
-    or ends with a slash); its new path and how to use it."""
+def plan_copy(key: str, target: str, force: bool) -> tuple[Path, Path, str]:
+    """Where `dlx cp` copies a built-in config file for the user to edit (to a file, or into a folder when
+    `target` is one or ends with a slash): (the option's file, the copy's path, how to use it). A destination
+    that is a symbolic link is refused, --force or not: writing through it would change the file it points to
+    (or create one, for a dangling link)."""
     option = find_option(key, [])
     group_parts = option.group.split("/") if option.group else []
     destination = Path(target)
@@ -175,13 +176,14 @@ def copy_option(key: str, target: str, force: bool) -> tuple[Path, str]:
         destination = destination / option.file.name
     if destination.suffix != ".yaml":
         destination = destination.with_name(destination.name + ".yaml")
+    if destination.is_symlink():
+        raise DlxError(f"{destination} is a symbolic link (to {os.readlink(destination)}): dlx cp does not write "
+                       "through links, even with --force. Remove the link, or choose another name.")
     if destination.exists() and not force:
         raise DlxError(f"{destination} exists already: not overwritten. Pass --force to replace it, or choose "
                        "another name.")
     check_writable(destination, "destination")
-    destination.parent.mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(option.file, destination)
-    return destination, how_to_use(destination, group_parts)
+    return option.file, destination, how_to_use(destination, group_parts)
 
 
 def how_to_use(destination: Path, group_parts: list[str]) -> str:

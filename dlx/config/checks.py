@@ -108,6 +108,9 @@ def check_trainer(trainer: DictConfig) -> None:
     for key in at_least_one:
         if trainer[key] < 1:
             raise DlxError(f"trainer.{key}={trainer[key]} is impossible: it must be 1 or more.")
+    if not 0 <= trainer.seed < 2**32 - 1024:  # NumPy's seeds are 32-bit; each rank adds its rank to the seed
+        raise DlxError(f"trainer.seed={trainer.seed} is out of range: a seed is a whole number from 0 to "
+                       f"{2**32 - 1025:,} (NumPy's generator takes 32 bits), e.g. trainer.seed=42.")
     devices = trainer.get("devices", 1)  # absent from the configs of checkpoints older than it
     if isinstance(devices, bool) or not isinstance(devices, int) or devices < 1:
         raise DlxError(f"trainer.devices={devices!r} is not a number of processes: it must be 1 (train in this "

@@ -63,7 +63,7 @@ class Plan:
     search_space: dict[str, str] = field(default_factory=dict)  # a search sweeper's parameters
     trials: int | None = None  # and how many trials it runs
     sweeper_config: dict[str, Any] = field(default_factory=dict)  # hydra.sweeper of a search, resolved once
-    launcher: str = ""  # the launcher's _target_
+    launcher: str = ""  # the launcher's _target_: where the jobs run
 
     @property
     def searched(self) -> bool:
@@ -102,6 +102,8 @@ def preflight(args: list[str], check_values: bool, keep_going: bool = False) -> 
     config_name = parsed.config_name or "train"
     check_overrides_parse(parsed.overrides)
     with hydra_session(parsed.config_dir) as hydra:
+        if not parsed.multirun:
+            refuse_sweeps_in_one_run(hydra, parsed.overrides)
         try:
             master = compose_or_explain(hydra, config_name, parsed.overrides,
                                         RunMode.MULTIRUN if parsed.multirun else RunMode.RUN)
@@ -142,6 +144,26 @@ def preflight(args: list[str], check_values: bool, keep_going: bool = False) -> 
     return plan
 
 
+def refuse_sweeps_in_one_run(hydra: Any, overrides: list[str]) -> None:
+    """A sweep's values (a,b, range(...)) without -m: say whether the user meant a list or a sweep, in dlx's words
+    (Hydra's "Ambiguous value" also offers brackets for a config group, which takes one option)."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    parser = OverridesParser.create(config_loader=hydra.config_loader)
+    for override in parser.parse_overrides(overrides):
+        if not override.is_sweep_override() or override.is_hydra_override():
+            continue
+        line, key = override.input_line or "", override.key_or_group
+        value = line.partition("=")[2]
+        if hydra.config_loader.get_group_options(key):
+            raise DlxError(f"{line} names several {key} options, and a run has one. To train each, one job per "
+                           f"option, add -m: dlx train -m {line} ...; else choose one, e.g. {key}="
+                           f"{value.split(',')[0]}.")
+        raise DlxError(f"{line} gives several values, and one run takes one value per key. For a list, write it in "
+                       f"brackets: {key}=[{value}]; to train once with each value (a sweep), add -m: dlx train -m "
+                       f"{line} ...")
+
+
 def check_values_of(cfg: DictConfig, raise_it: bool) -> str | None:
     """The config's problem, or None. In a sweep, a job with a bad value fails on its own and the others
     run; the caller warns about it first."""
@@ -156,6 +178,10 @@ def check_values_of(cfg: DictConfig, raise_it: bool) -> str | None:
 
 def check_run_folder_creatable(folder: str) -> None:
     """The run folder Hydra is about to create must be creatable: its nearest existing parent a writable folder."""
+    if not folder.strip():  # Hydra would take the working directory itself as the run folder
+        raise DlxError("The run folder is empty (hydra.run.dir= or hydra.sweep.dir= with no value): dlx would write "
+                       "the run's files among yours in the working directory. Name a folder, e.g. "
+                       "hydra.run.dir=outputs/my_run, or drop the option.")
     existing = os.path.abspath(folder)
     while not os.path.exists(existing):
         existing = os.path.dirname(existing)

@@ -4,7 +4,7 @@ go on. Only the keys that change what is trained count."""
 from typing import Any
 
 # Keys that may differ between a checkpoint's config and the resumed run's without changing the training.
-RESUME_KEYS_IGNORED = {"trainer.resume", "trainer.resume_allow_changes", "trainer.device", "trainer.threads",
+RESUME_KEYS_IGNORED = {"trainer.resume", "trainer.resume_allow_changes", "trainer.overwrite", "trainer.device", "trainer.threads",
                        "trainer.checkpoint_every", "trainer.log_every", "trainer.eval_every", "trainer.eval_batch_size",
                        "trainer.patience", "output_root",
                        # how data is read, not what: streamed and in-memory splits give the same batches

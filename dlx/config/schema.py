@@ -44,6 +44,7 @@ class TrainerConfig:
     checkpoint_every: Optional[int] = MISSING
     resume: Optional[str] = MISSING
     resume_allow_changes: bool = MISSING
+    overwrite: bool = MISSING
     on_nonfinite: str = MISSING
     num_workers: int = MISSING
     pin_memory: bool = MISSING

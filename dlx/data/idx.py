@@ -44,9 +44,13 @@ def read_idx(path: Path) -> np.ndarray:
     dims = tuple(int(d) for d in np.frombuffer(data[4:header], dtype=">u4"))
     dtype = np.dtype(IDX_TYPES[data[2]])
     expected = header + int(np.prod(dims)) * dtype.itemsize
-    if len(dims) != ndim or len(data) != expected:
+    if len(dims) != ndim or len(data) < expected:
         raise DlxError(f"{path} is truncated or corrupt: its header declares shape {dims} ({expected} bytes) but "
                        f"the file holds {len(data)} bytes. Replace it with a complete copy.")
+    if len(data) > expected:
+        raise DlxError(f"{path} is longer than its header says: it declares shape {dims} ({expected:,} bytes), and "
+                       f"{len(data) - expected:,} more bytes follow (files joined, or data appended). Replace it "
+                       "with the original file.")
     return np.frombuffer(data, dtype=dtype, offset=header).reshape(dims)
 
 
@@ -73,6 +77,9 @@ def download_with_torchvision(root: Path, folder: str) -> None:
 def load_idx_folder(root: str, download: bool, val_fraction: float, split_seed: int, folder: str,
                     class_names: list[str]) -> DataSplits:
     root_path = Path(root).expanduser()
+    if root_path.is_file():
+        raise DlxError(f"dataset.root={root} is a file, not a folder: name the folder that holds the four {folder} "
+                       f"IDX files ({', '.join(FILES.values())}, .gz or plain).")
     paths = {key: find_idx_file(root_path, name, folder) for key, name in FILES.items()}
     if None in paths.values() and download:
         download_with_torchvision(root_path, folder)
@@ -97,6 +104,11 @@ def load_idx_folder(root: str, download: bool, val_fraction: float, split_seed: 
             raise DlxError(f"{paths[f'{split}_labels']} holds labels from {labels.min()} to {labels.max()}, but "
                            f"{folder} has {len(class_names)} classes (0 to {len(class_names) - 1}). The file is "
                            "corrupt or belongs to another data set; replace it with the original.")
+    if arrays["train_images"].shape[1:] != arrays["test_images"].shape[1:]:
+        raise DlxError(f"The training and test images differ in size: {paths['train_images']} holds "
+                       f"{'x'.join(map(str, arrays['train_images'].shape[1:]))} images, {paths['test_images']} "
+                       f"{'x'.join(map(str, arrays['test_images'].shape[1:]))}. A model takes one size: the files "
+                       "come from different data sets; replace them with the four files of one.")
     return image_splits(
         (arrays["train_images"][:, None], arrays["train_labels"]),
         (arrays["test_images"][:, None], arrays["test_labels"]),

@@ -13,6 +13,8 @@ RGB at one size:
   a small file that decodes to gigabytes (a decompression bomb) would otherwise exhaust memory.
 """
 
+import os
+import stat
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -55,7 +57,18 @@ class Header:
     channels: int  # 1 (grey) or 3 (colour)
 
 
+def check_regular_file(path: Path) -> None:
+    """A pipe, a socket or a device named like an image would block the reader, or never end: refused."""
+    try:
+        mode = os.stat(path).st_mode
+    except OSError:
+        return  # missing or unreadable: Pillow's own error says which
+    if not stat.S_ISREG(mode) and not stat.S_ISDIR(mode):
+        raise bad_image(path, "it is not a regular file but a pipe, a socket or a device, which could be read forever")
+
+
 def read_header(path: Path) -> Header:
+    check_regular_file(path)
     image_module = pillow()
     try:
         with image_module.open(path) as image:
@@ -81,6 +94,7 @@ def read_image(path: Path, channels: int, height: int, width: int) -> np.ndarray
     """The image in `path` as (channels, height, width) uint8: see the module's docstring for how."""
     from PIL import ImageOps
 
+    check_regular_file(path)
     image_module = pillow()
     try:
         with warnings.catch_warnings():

@@ -140,6 +140,8 @@ def read_table(path: Path, sep: str | None = None, na_values: list[str] | None =
     if path.is_dir():
         raise DlxError(f"{path} is a folder, not a table file. {FORMATS_HINT}; for a folder of images use "
                        f"dataset=image_folder dataset.root={path}.")
+    if not path.is_file():  # a pipe or a device: reading it could wait forever, or never end
+        raise DlxError(f"{path} is not a regular file (a pipe, a socket or a device). {FORMATS_HINT}.")
     kind, separator = table_format(path, sep)
     check_content(path, kind)
     try:
@@ -190,12 +192,11 @@ def check_content(path: Path, kind: str) -> None:
                        "TSV file of text (UTF-8), or a Parquet file named .parquet.")
 
 
-def write_table(frame: pd.DataFrame, path: Path) -> None:
+def write_table(frame: pd.DataFrame, path: Path, within: Path | None = None) -> None:
     """The frame in the format of `path`'s suffix (CSV, TSV, Parquet), written atomically: a crash leaves the
-    old file or the new one, never half of it."""
+    old file or the new one, never half of it (inside the run folder `within`, without a link on the way)."""
     kind, separator = table_format(path, None)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with atomic_file(path) as file:
+    with atomic_file(path, within) as file:
         if kind == "parquet":
             frame.to_parquet(file, index=False)
         else:

@@ -26,8 +26,12 @@ class ClassReport:
 @torch.inference_mode()
 def predict_split(evaluated: Evaluated) -> tuple[torch.Tensor, torch.Tensor]:
     """Class probabilities (N, classes) and predicted classes (N,) of the evaluated inputs, on the CPU; the
-    predictions are those the accuracy counted (the task's own rule)."""
+    predictions are those the accuracy counted (the task's own rule): from the outputs recorded as the split
+    was evaluated, or else computed here."""
     model, task = evaluated.model, evaluated.task
+    assert isinstance(task, Classification)  # class reports are made for classifiers only
+    if evaluated.outputs is not None and len(evaluated.outputs) == evaluated.samples:
+        return probabilities(evaluated.outputs), task.predict(evaluated.outputs)
     was_training = model.training
     model.eval()
     batches = []
@@ -37,7 +41,6 @@ def predict_split(evaluated: Evaluated) -> tuple[torch.Tensor, torch.Tensor]:
             batches.append(model(x).float())
     model.train(was_training)
     logits = torch.cat(batches)
-    assert isinstance(task, Classification)  # class reports are made for classifiers only
     return probabilities(logits).cpu(), task.predict(logits).cpu()
 
 
@@ -132,18 +135,18 @@ def class_details(evaluated: Evaluated, checkpoint: Path, split: str, out_dir: P
     is not writable) only cost the files, with a warning, unless the user chose --out-dir."""
     from dlx.errors import DlxError
     from dlx.inspect.rebuild import run_folder_of
-    from dlx.ui.figures import save_figure
 
     if not isinstance(evaluated.task, Classification):
         return None, ["--worst lists the wrong predictions of classifiers; this model is not one."] if worst else []
     if out_dir is not None:
         check_writable(out_dir / "confusion_matrix.png", "--out-dir")  # before the work, not after it
     report = class_report(evaluated, worst)
+    run_dir = None if out_dir else run_folder_of(checkpoint)  # RUN/eval: made and written inside the run folder
     folder = out_dir or run_folder_of(checkpoint) / "eval"
     warnings = []
     try:
         for name, figure in class_figures(report, evaluated).items():
-            report.files[name] = str(save_figure(figure, folder / f"{checkpoint.stem}_{split}_{name}.png", "--out-dir"))
+            report.files[name] = save_png(figure, folder / f"{checkpoint.stem}_{split}_{name}.png", run_dir)
     except DlxError as err:
         if out_dir is not None:
             raise
@@ -153,9 +156,26 @@ def class_details(evaluated: Evaluated, checkpoint: Path, split: str, out_dir: P
     return report, warnings
 
 
+def save_png(figure: Any, path: Path, within: Path | None) -> str:
+    """The figure as a PNG at `path`, written atomically (inside the run folder `within`, without a link on
+    the way)."""
+    from dlx.errors import DlxError
+    from dlx.store.files import atomic_file
+    from dlx.ui.figures import figure_png
+
+    try:
+        with atomic_file(path, within) as file:
+            file.write(figure_png(figure))
+    except OSError as err:
+        raise DlxError(f"Cannot write {path}: {err.strerror or err}. Pass another --out-dir.") from err
+    return str(path)
+
+
 def print_class_report(report: ClassReport, console: Any) -> None:
     from rich.markup import escape
     from rich.table import Table
+
+    from dlx.ui.console import printable
 
     table = Table(title="per class", title_justify="left")
     for column in ("class", "precision", "recall", "f1", "support"):
@@ -188,7 +208,7 @@ def print_class_report(report: ClassReport, console: Any) -> None:
                           *([escape(row["text"])] if texts else []))
         console.print(worst)
     for name, path in report.files.items():
-        console.print(f"{name.replace('_', ' ')}: {escape(path)}", soft_wrap=True)
+        console.print(f"{name.replace('_', ' ')}: {escape(printable(path))}", soft_wrap=True)
 
 
 def format_count(count: int, correct: bool) -> str:

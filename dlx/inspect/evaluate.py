@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from torch import nn
 
 from dlx.config.checks import check_config
 from dlx.config.explain import explain_omegaconf_error
@@ -19,7 +20,7 @@ from dlx.train.checkpointing import changed_data, data_record
 from dlx.train.evaluate import autocast, evaluate
 from dlx.train.setup import resolve_device
 from dlx.train.state import Schedule
-from dlx.train.tasks import Seq2Seq, Task, prepare
+from dlx.train.tasks import Classification, Seq2Seq, Task, prepare
 
 SPLITS = ("train", "val", "test")
 
@@ -37,6 +38,22 @@ class Evaluated:
     batch_size: int
     mixed_precision: AbstractContextManager
     tokenizer: str | None = None  # text: the data's tokenizer (JSON), to show the texts themselves
+    outputs: torch.Tensor | None = None  # (samples, outputs) float32 on the CPU: what the model gave, recorded
+    # as it was evaluated, so that a class report does not push the split through it a second time
+
+
+class Recorder(nn.Module):
+    """The model, keeping what it outputs for each batch evaluation pushes through it (in batch order)."""
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model = model
+        self.outputs: list[torch.Tensor] = []
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        output = self.model(x)
+        self.outputs.append(output.float().cpu())
+        return output
 
 
 def evaluate_checkpoint(path: Path, overrides: list[str], split: str, allow: list[str], config_dirs: list[Path],
@@ -82,7 +99,10 @@ def evaluate_checkpoint(path: Path, overrides: list[str], split: str, allow: lis
     prepared = prepare(data, task.inputs, device, build_loading(cfg.trainer)).split(split)
     max_batches = Schedule.plan(cfg.trainer, len(data.train)).max_eval_batches
     mixed_precision = autocast(device, cfg.trainer.get("precision", "32"))
-    metrics = evaluate(model, task, prepared, cfg.trainer.eval_batch_size, max_batches, mixed_precision)
+    recorder = Recorder(model)  # a classifier's outputs are what its class report needs; other tasks call
+    # their model's own methods (a GAN's generator), so they get it unwrapped
+    evaluated = recorder if isinstance(task, Classification) else model
+    metrics = evaluate(evaluated, task, prepared, cfg.trainer.eval_batch_size, max_batches, mixed_precision)
     if not metrics:
         raise DlxError(f"The {split} split of this data set is empty (dataset.val_fraction=0?). Evaluate another split.")
     samples = min(len(prepared), max_batches * cfg.trainer.eval_batch_size) if max_batches else len(prepared)
@@ -90,5 +110,6 @@ def evaluate_checkpoint(path: Path, overrides: list[str], split: str, allow: lis
             "model": cfg.model._target_, "dataset": cfg.dataset._target_, "device": device}
     if beam is not None:
         info["beam"] = beam
+    outputs = torch.cat(recorder.outputs) if recorder.outputs else None
     return metrics, info, Evaluated(model, task, prepared, data.split(split), samples, data.class_names,
-                                    cfg.trainer.eval_batch_size, mixed_precision, data.tokenizer)
+                                    cfg.trainer.eval_batch_size, mixed_precision, data.tokenizer, outputs)

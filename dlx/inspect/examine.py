@@ -9,6 +9,7 @@ from typing import Any
 from dlx.errors import DlxError
 from dlx.inspect.class_metrics import ClassReport, class_details, print_class_report
 from dlx.inspect.evaluate import evaluate_checkpoint
+from dlx.inspect.rebuild import checkpoint_in
 from dlx.store.files import json_safe
 
 
@@ -46,6 +47,7 @@ def beam_width(text: str) -> int:
 def examine(checkpoint: Path, arguments: list[str], split: str, allow: list[str], config_dirs: list[Path],
             out_dir: Path | None, worst: int) -> Examined:
     overrides, split, classifier, beam = eval_arguments(arguments, split)
+    checkpoint = checkpoint_in(checkpoint)
     metrics, info, evaluated = evaluate_checkpoint(checkpoint, overrides, split, allow, config_dirs, beam)
     classes, warnings = class_details(evaluated, checkpoint, split, out_dir, worst)
     if classifier is not None:
@@ -63,13 +65,17 @@ def examined_json(examined: Examined) -> str:
 
 def print_examined(examined: Examined) -> None:
     from rich.console import Console
+    from rich.markup import escape
     from rich.table import Table
+
+    from dlx.ui.console import printable
 
     info = examined.info
     console = Console()
     decoding = f", beam search of {info['beam']}" if info.get("beam") else ""
-    console.print(f"{info['checkpoint']}: step {info['step']:,}, {info['split']} split, {info['samples']:,} samples"
-                  + decoding, soft_wrap=True)
+    console.print(escape(printable(f"{info['checkpoint']}: step {info['step']:,}, {info['split']} split, "
+                                   f"{info['samples']:,} samples{decoding}")),
+                  soft_wrap=True)
     table = Table()
     table.add_column("metric")
     table.add_column("value", justify="right")

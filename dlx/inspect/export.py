@@ -42,7 +42,7 @@ from dlx import __version__
 from dlx.errors import DlxError, check_writable, did_you_mean, require
 from dlx.inspect.export_seq2seq import ExportedPair, export_encoder_decoder
 from dlx.inspect.forecast import SeriesForecaster, describe_series
-from dlx.inspect.rebuild import Rebuilt, raw_input_model, rebuild_model
+from dlx.inspect.rebuild import Rebuilt, checkpoint_in, raw_input_model, rebuild_model
 from dlx.models.rnn import RecurrentNet
 from dlx.models.seq2seq import EncoderDecoder
 from dlx.store.files import write_json_atomically
@@ -74,6 +74,7 @@ def export_checkpoint(checkpoint: Path, fmt: str, out: Path | None, allow: list[
     if fmt == "onnx":
         for module in ("onnx", "onnxruntime", "onnxscript"):  # onnxscript: torch's ONNX exporter builds with it
             require(module, "export", "dlx export --format onnx")
+    checkpoint = checkpoint_in(checkpoint)
     rebuilt = rebuild_model(checkpoint, allow, config_dirs)
     if fmt == "onnx" and isinstance(rebuilt.model, RecurrentNet) and rebuilt.model.embedding is not None:
         raise DlxError(f"{checkpoint} holds a recurrent classifier of text, which reads packed sequences (each text "

@@ -24,7 +24,7 @@ from dlx.data.images import IMAGE_SUFFIXES, read_image
 from dlx.errors import DlxError, check_writable
 from dlx.inspect.forecast import Forecast, forecast_series
 from dlx.inspect.predicted import BATCH, TablePredictions, check_output, prediction_columns, probabilities
-from dlx.inspect.rebuild import Rebuilt, raw_input_model, rebuild_model, run_folder_of
+from dlx.inspect.rebuild import Rebuilt, checkpoint_in, raw_input_model, rebuild_model, run_folder_of
 from dlx.inspect.translate import Translations, translate
 from dlx.train.tasks import Adversarial
 
@@ -47,6 +47,9 @@ def image_files(inputs: list[Path]) -> list[Path]:
             files += found
         elif path.is_file():
             files.append(path)
+        elif path.exists():  # reading a pipe or a device would wait for data forever, or never end
+            raise DlxError(f"{path} is not a regular file (a pipe, a socket or a device). Name image files (PNG, "
+                           "JPEG) or folders that hold them.")
         else:
             raise DlxError(f"{path} does not exist. Name image files (PNG, JPEG) or folders that hold them.")
     return files
@@ -70,7 +73,7 @@ def predict(checkpoint: Path, inputs: list[Path], top_k: int, allow: list[str], 
     (dataset=timeseries): the next values after the end of the one series file named (dlx.inspect.forecast)."""
     if top_k < 1:
         raise DlxError(f"--top-k {top_k}: give a number of classes of 1 or more.")
-    rebuilt = rebuild_model(checkpoint, allow, config_dirs)
+    rebuilt = rebuild_model(checkpoint_in(checkpoint), allow, config_dirs)
     if rebuilt.is_gan:
         raise DlxError(f"{checkpoint} holds a GAN, which generates images rather than classifying them. Draw new "
                        f"samples with: dlx sample {checkpoint} -n 64 --out grid.png")
@@ -151,6 +154,7 @@ def predict_rows(rebuilt: Rebuilt, data: dict[str, Any], inputs: list[Path], out
                        f"CSV, TSV or Parquet file of rows (given: {given}"
                        + (", which is not a file" if len(inputs) == 1 else "") + ").")
     rows = inputs[0]
+    within = None if out else run_folder_of(checkpoint)  # RUN/predictions: written inside the run folder
     out = out or run_folder_of(checkpoint) / "predictions" / rows.name
     check_output(rows, out)
     # Text rows are read as the training file was: with its dataset.sep (a ';'-separated .csv), else by suffix.
@@ -170,7 +174,7 @@ def predict_rows(rebuilt: Rebuilt, data: dict[str, Any], inputs: list[Path], out
     # as pandas reads them; into Parquet, with the types read.
     as_written = table_format(rows, preprocessing["sep"])[0] == table_format(out, None)[0] == "text"
     carried = read_table(rows, preprocessing["sep"], as_text=True) if as_written else frame
-    write_table(carried.assign(**added), out)
+    write_table(carried.assign(**added), out, within)
     return TablePredictions(rows, out, len(frame), list(added), encoding_warnings(encoded, rows))
 
 
@@ -200,17 +204,19 @@ def print_predictions(predictions: list[dict[str, Any]], checkpoint: Path) -> No
     from rich.markup import escape
     from rich.table import Table
 
-    from dlx.ui.console import wide_console
+    from dlx.ui.console import printable, wide_console
 
     what = "text" if predictions and "text" in predictions[0] else "file"
-    table = Table(title=f"{len(predictions)} {'text' if what == 'text' else 'image'}(s), {checkpoint}",
+    table = Table(title=escape(printable(f"{len(predictions)} {'text' if what == 'text' else 'image'}(s), "
+                                         f"{checkpoint}", newlines=False)),
                   title_justify="left")
     for column in (what, "class", "probability", "top classes"):
         table.add_column(column, justify="right" if column == "probability" else "left", overflow="fold")
     for row in predictions:
         top = ", ".join(f"{escape(t['class'])} {t['probability']:.3f}" for t in row["top_k"])
         shown = row[what] if len(row[what]) <= TEXT_SHOWN else row[what][: TEXT_SHOWN - 1] + "…"
-        table.add_row(escape(shown), escape(row["class"]), f"{row['probability']:.4f}", top)
+        table.add_row(escape(printable(shown, newlines=False)), escape(row["class"]), f"{row['probability']:.4f}",
+                      top)
     wide_console().print(table)
 
 
@@ -227,6 +233,7 @@ def sample(checkpoint: Path, count: int | None, out: Path | None, seed: int, all
     language model, continued from `sampling`'s prompt (dlx.inspect.generate)."""
     if count is not None and count < 1:
         raise DlxError(f"-n {count}: give a number of samples of 1 or more.")
+    checkpoint = checkpoint_in(checkpoint)
     rebuilt = rebuild_model(checkpoint, allow, config_dirs)
     if not rebuilt.is_gan and rebuilt.data("sample")["task"] == "language_model":
         from dlx.inspect.generate import Sampling, continue_text, write_texts
@@ -244,7 +251,11 @@ def sample(checkpoint: Path, count: int | None, out: Path | None, seed: int, all
     if len(rebuilt.gan.input_shape) != 3:
         raise DlxError(f"{checkpoint} is a GAN of tabular data (shape {rebuilt.gan.input_shape}): its samples "
                        "are not images. `dlx export` exports its generator to draw them yourself.")
+    within = None if out else run_folder_of(checkpoint)  # RUN/samples: written inside the run folder
     out = out or run_folder_of(checkpoint) / "samples" / f"{checkpoint.stem}_seed{seed}.png"
     check_writable(out)
-    Adversarial.save_samples(rebuilt.gan, out, count or 64, seed)
+    try:
+        Adversarial.save_samples(rebuilt.gan, out, count or 64, seed, within)
+    except OSError as err:
+        raise DlxError(f"Cannot write {out}: {err.strerror or err}. Pass another --out.") from err
     return Sampled([], out)

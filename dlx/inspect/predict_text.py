@@ -50,6 +50,7 @@ def classify_texts(rebuilt: Rebuilt, data: dict[str, Any], inputs: list[Path], t
 
 def classify_table(rebuilt: Rebuilt, data: dict[str, Any], rows: Path, out: Path | None,
                    column: str) -> TablePredictions:
+    within = None if out else run_folder_of(rebuilt.path)  # RUN/predictions: written inside the run folder
     out = out or run_folder_of(rebuilt.path) / "predictions" / rows.name
     check_output(rows, out)
     # From text to text, every cell is carried over as written; into Parquet, as read.
@@ -62,7 +63,7 @@ def classify_table(rebuilt: Rebuilt, data: dict[str, Any], rows: Path, out: Path
     if clashing:
         raise DlxError(f"{rows} already has a column {clashing[0]}, the name of a column dlx predict adds. Rename "
                        "or remove it (a file of earlier predictions? predict on the rows alone).")
-    write_table(frame.assign(**added), out)
+    write_table(frame.assign(**added), out, within)
     return TablePredictions(rows, out, len(frame), list(added), warnings)
 
 

@@ -106,6 +106,17 @@ def rebuild_model(path: Path, allow: list[str], config_dirs: list[Path]) -> Rebu
     return Rebuilt(model.eval(), cfg, checkpoint, Path(path))
 
 
+def checkpoint_in(path: Path) -> Path:
+    """The checkpoint a command was given: a file as it is; for a run folder (outputs/latest) or its checkpoints/
+    folder, its best.ckpt, or its last.ckpt when it has no best (no validation gave a finite metric)."""
+    path = Path(path)
+    for folder in (path / "checkpoints", path) if path.is_dir() else ():  # a run folder, or its checkpoints/
+        for name in ("best.ckpt", "last.ckpt"):
+            if (folder / name).is_file():
+                return folder / name
+    return path
+
+
 def run_folder_of(checkpoint: Path) -> Path:
     """RUN for RUN/checkpoints/X.ckpt; for a checkpoint kept elsewhere, its own folder."""
     checkpoint = Path(checkpoint)

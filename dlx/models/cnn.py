@@ -4,7 +4,8 @@ from typing import Literal
 import torch
 from torch import nn
 
-from dlx.models.layers import Activation, WeightInit, init_weights, make_activation
+from dlx.errors import DlxError
+from dlx.models.layers import Activation, WeightInit, check_sizes, init_weights, make_activation
 
 
 class ConvNet(nn.Module):
@@ -31,6 +32,11 @@ class ConvNet(nn.Module):
         weight_init: WeightInit = "default",
     ) -> None:
         super().__init__()
+        check_image_shape(input_shape)
+        check_sizes(channels=channels, kernel_size=kernel_size, stride=stride, pool_size=pool_size,
+                    hidden_sizes=hidden_sizes)
+        if padding < 0:
+            raise DlxError(f"model.padding={padding} is impossible: it must be 0 or more pixels.")
         in_channels, height, width = input_shape
         blocks: list[nn.Module] = []
         for out_channels in channels:
@@ -63,3 +69,11 @@ class ConvNet(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.head(self.features(x))  # (B, C, H, W) -> (B, num_outputs)
+
+
+def check_image_shape(input_shape: list[int]) -> None:
+    """A convolutional network takes images: (channels, height, width) per sample."""
+    if len(input_shape) != 3:
+        raise DlxError(f"model=cnn takes images (channels, height, width), but this data set's samples have shape "
+                       f"{list(input_shape)}: they are not images. Use model=ffn for tabular features (or model=rnn, "
+                       "lstm, gru or transformer for sequences).")

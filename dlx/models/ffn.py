@@ -3,7 +3,7 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from dlx.models.layers import Activation, WeightInit, flat_size, init_weights, make_activation
+from dlx.models.layers import Activation, WeightInit, check_sizes, flat_size, init_weights, make_activation
 
 
 class FeedForward(nn.Module):
@@ -23,6 +23,7 @@ class FeedForward(nn.Module):
         weight_init: WeightInit = "default",
     ) -> None:
         super().__init__()
+        check_sizes(hidden_sizes=hidden_sizes)
         layers: list[nn.Module] = [nn.Flatten()]
         width = flat_size(input_shape)
         for hidden in hidden_sizes:

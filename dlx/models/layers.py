@@ -1,10 +1,12 @@
 """Choices the tutorial teaches as hyperparameters: activation functions and weight initialisation."""
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Literal
 
 import torch
 from torch import nn
+
+from dlx.errors import DlxError
 
 Activation = Literal["sigmoid", "tanh", "relu", "leaky_relu", "gelu", "softmax"]
 Nonlinearity = Literal["relu", "leaky_relu"]  # what Kaiming's initialisation is computed for
@@ -74,6 +76,17 @@ def init_weight(weight: torch.Tensor, scheme: WeightInit, gain: float, nonlinear
         # Every unit then computes the same thing: the symmetry problem the tutorial's lesson on
         # initialisation is about. Offered so that it can be seen in a run.
         nn.init.zeros_(weight)
+
+
+def check_sizes(**sizes: int | Sequence[int]) -> None:
+    """Each size (a width, a count of channels, a kernel size...) must be 1 or more: a layer of width 0 passes
+    nothing on, and the network would train at chance, or crash in its first step, rather than say so."""
+    for name, value in sizes.items():
+        values = list(value) if isinstance(value, Sequence) else [value]
+        if any(size < 1 for size in values):
+            raise DlxError(f"model.{name}={list(value) if isinstance(value, Sequence) else value} is impossible: "
+                           f"every {name.removesuffix('s').replace('_', ' ')} must be 1 or more"
+                           + (" (an empty list means none)." if isinstance(value, Sequence) else "."))
 
 
 def flat_size(shape: list[int]) -> int:

@@ -13,7 +13,7 @@ from dlx import __version__
 from dlx.errors import DlxError, check_writable, require
 from dlx.results.plot import choose_metrics, curves_figure, find_curves
 from dlx.results.runs import SWEEP_MANIFEST, format_duration, read_summary
-from dlx.store.files import read_json, write_text_atomically
+from dlx.store.files import read_json, read_regular_file, write_text_atomically
 from dlx.ui.figures import figure_png, new_figure
 
 if TYPE_CHECKING:
@@ -49,6 +49,9 @@ def write_report(run_dir: Path, out: Path | None, allow: list[str], config_dirs:
 
 def build_report(run_dir: Path, allow: list[str], config_dirs: list[Path]) -> str:
     require("matplotlib", "plot", "dlx report")  # the page is mostly its figures
+    if not run_dir.is_dir():
+        raise DlxError(f"{run_dir} is not a folder (missing, a file, or a link that leads nowhere or to itself). Name "
+                       "a run folder, e.g. outputs/latest; `dlx runs` lists them.")
     run_dir = run_dir.resolve()  # outputs/latest: the run's own name
     if (read_json(run_dir / SWEEP_MANIFEST) or {}).get("study"):
         return study_page(run_dir)
@@ -59,9 +62,7 @@ def build_report(run_dir: Path, allow: list[str], config_dirs: list[Path]) -> st
                        "and `dlx plot SWEEP_FOLDER` compares a sweep's.")
     parts = [header(run_dir, summary), metrics_section(summary), curves_section(run_dir)]
     parts.append(evaluation_section(run_dir, summary, allow, config_dirs))
-    config = run_dir / "config.yaml"
-    if config.is_file():
-        parts.append(f"<h2>Config</h2>\n<pre>{html.escape(config.read_text(encoding='utf-8'))}</pre>")
+    parts.append(config_section(run_dir))
     parts.append(f'<p class="meta">Written by dlx {html.escape(__version__)}; torch '
                  f"{html.escape(str(summary.get('torch_version', '?')))}, Python "
                  f"{html.escape(str(summary.get('python_version', '?')))}.</p>")
@@ -170,16 +171,45 @@ def curves_section(run_dir: Path) -> str:
     return f"<h2>Curves</h2>\n{image(png, 'training and validation curves')}"
 
 
+def run_file(run_dir: Path, name: str) -> bytes | str | None:
+    """The bytes of a file the run wrote, or None when it is absent, or why it is not read (a link, not a
+    regular file): only the run's own files go into a page that will be sent to others."""
+    try:
+        return read_regular_file(run_dir / name, run_dir)
+    except FileNotFoundError:
+        return None
+    except DlxError as err:
+        return str(err)
+    except OSError as err:
+        return f"{run_dir / name} cannot be read ({err.strerror or err})."
+
+
+def config_section(run_dir: Path) -> str:
+    config = run_file(run_dir, "config.yaml")
+    if isinstance(config, str):
+        return f'<h2>Config</h2>\n<p class="note">{html.escape(config)}</p>'
+    if config is None:
+        return ""
+    return f"<h2>Config</h2>\n<pre>{html.escape(config.decode('utf-8', errors='replace'))}</pre>"
+
+
 def evaluation_section(run_dir: Path, summary: dict[str, Any], allow: list[str], config_dirs: list[Path]) -> str:
     """Classifiers: the confusion matrix and per-class numbers of the best checkpoint on the test split. GANs:
     the newest grid of samples."""
     samples = sorted((run_dir / "samples").glob("step_*.png"))
     if samples:
-        return (f"<h2>Samples ({html.escape(samples[-1].stem.replace('_', ' '))})</h2>\n"
-                f"{image(samples[-1].read_bytes(), 'generated samples')}")
-    checkpoint = run_dir / summary.get("checkpoint", "checkpoints/best.ckpt")
+        title = f"<h2>Samples ({html.escape(samples[-1].stem.replace('_', ' '))})</h2>"
+        png = run_file(run_dir, f"samples/{samples[-1].name}")
+        if isinstance(png, bytes):
+            return f"{title}\n{image(png, 'generated samples')}"
+        return title + f'\n<p class="note">{html.escape(str(png))}</p>'
+
+    checkpoint = run_dir / (summary.get("checkpoint") or "checkpoints/best.ckpt")  # one of two names: read_summary
     if not checkpoint.is_file():
         return ""
+    if checkpoint.is_symlink() or (run_dir / "checkpoints").is_symlink():
+        return (f'<h2>Test split</h2>\n<p class="note">Not evaluated: {html.escape(str(checkpoint))} is a symbolic '
+                "link, and the report reads only the run's own files.</p>")
     from dlx.inspect.class_metrics import class_figures, class_report
     from dlx.inspect.evaluate import evaluate_checkpoint
     from dlx.train.tasks import Classification, Forecasting

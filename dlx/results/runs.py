@@ -14,9 +14,11 @@ from pathlib import Path
 from typing import Any
 
 from dlx.config.overrides import differing_overrides, split_override
-from dlx.store.files import json_safe, read_json, write_json_atomically, write_text_atomically
+from dlx.errors import DlxError
+from dlx.store.files import json_safe, read_regular_file, write_json_atomically, write_text_atomically
 from dlx.store.metrics import finite
-from dlx.ui.console import wide_console
+from dlx.store.run_folder import process_alive
+from dlx.ui.console import print_error, printable, wide_console
 
 SWEEP_MANIFEST = "sweep.json"  # a sweep's plan: its command, jobs and configs (dlx.sweep.records writes it)
 
@@ -24,7 +26,7 @@ SWEEP_MANIFEST = "sweep.json"  # a sweep's plan: its command, jobs and configs (
 @dataclass
 class Run:
     name: str  # the job number in a sweep, the path relative to the folder in `dlx runs`
-    status: str  # completed | pruned (by a search) | failed | interrupted | running | pending (a sweep job not started yet)
+    status: str  # completed | pruned (by a search) | failed | interrupted | running | killed | pending (a sweep job not started yet)
     overrides: list[str] = field(default_factory=list)
     choices: dict[str, str] = field(default_factory=dict)
     metric: str | None = None  # the monitored metric and its direction
@@ -51,20 +53,87 @@ class Run:
         return self.status == "completed" and self.best is not None and finite(self.best)
 
 
+# The fields of a run's summary.json that tables and reports read, and their JSON types (null is always allowed:
+# NaN metrics are written as null, and a run that failed early has few of them).
+NUMBER = (int, float)
+SUMMARY_FIELDS: dict[str, Any] = {
+    "status": str, "overrides": list, "choices": dict, "monitor": dict, "best": dict, "test": dict, "steps": int,
+    "wall_time_s": NUMBER, "error": str, "run_dir": str, "pid": int, "host": str, "checkpoint": str, "epochs": NUMBER,
+    "samples_per_sec": NUMBER, "num_parameters": int, "device": str, "kind": str}
+NESTED_FIELDS: dict[str, Any] = {"monitor.metric": str, "monitor.mode": str, "best.value": NUMBER, "best.step": int}
+CHECKPOINTS = ("checkpoints/best.ckpt", "checkpoints/last.ckpt")  # what "checkpoint" may name
+
+
 def read_summary(run_dir: Path) -> dict[str, Any] | None:
-    return read_json(run_dir / "summary.json")
+    """The run's summary.json, or None when it has none (yet). A DlxError when the file is not a summary dlx
+    wrote (not a JSON object, a field of the wrong type, a link): such a file is not read into a table."""
+    path = run_dir / "summary.json"
+    try:
+        text = read_regular_file(path)
+    except FileNotFoundError:
+        return None
+    except OSError as err:
+        raise DlxError(f"{path} cannot be read ({err.strerror or err}).") from err
+    try:
+        summary = json.loads(text.decode("utf-8"))
+    except ValueError as err:
+        raise DlxError(f"{path} is not JSON ({err}): a run's summary.json is written whole or not at all, so it "
+                       "was altered, or is not dlx's.") from err
+    problem = summary_problem(summary)
+    if problem:
+        raise DlxError(f"{path} is not a summary dlx wrote: {problem}.")
+    return summary
+
+
+def summary_problem(summary: Any) -> str | None:
+    """What makes `summary` other than a summary.json dlx writes, or None."""
+    if not isinstance(summary, dict):
+        return f"it holds a JSON {type(summary).__name__}, not an object"
+    values = {**summary, **{key: (summary.get(key.partition(".")[0]) or {}).get(key.partition(".")[2])
+                            for key in NESTED_FIELDS if isinstance(summary.get(key.partition(".")[0]), dict)}}
+    for key, kind in (SUMMARY_FIELDS | NESTED_FIELDS).items():
+        value = values.get(key)
+        if value is not None and (isinstance(value, bool) or not isinstance(value, kind)):
+            return f'"{key}" is {json.dumps(value)[:40]}, not {"a number" if kind is NUMBER else "a " + kind.__name__}'
+    if not all(isinstance(o, str) for o in summary.get("overrides") or []):
+        return '"overrides" holds something other than text'
+    if not all(isinstance(v, str) for v in (summary.get("choices") or {}).values()):
+        return '"choices" holds something other than text'
+    if not all(v is None or (isinstance(v, NUMBER) and not isinstance(v, bool)) for v in (summary.get("test") or {}).values()):
+        return '"test" holds something other than numbers'
+    if summary.get("checkpoint") is not None and summary["checkpoint"] not in CHECKPOINTS:
+        return f'"checkpoint" names {summary["checkpoint"]!r}, not one of {", ".join(CHECKPOINTS)}'
+    return None
 
 
 def find_runs(folder: Path) -> list[Run]:
     """Every run under `folder` (the folder itself included), named by its path relative to `folder`.
-    Symbolic links (outputs/latest) are not followed, so no run is listed twice."""
+    Symbolic links (outputs/latest) are not followed, so no run is listed twice. A summary.json that is not one
+    dlx wrote is skipped with a warning: one bad file must not hide every other run. A run whose summary says
+    "running" while its process is gone (killed with SIGKILL, out of memory) shows as killed."""
     runs = []
     for parent, folders, files in os.walk(folder):
         folders[:] = sorted(f for f in folders if not f.startswith("."))
-        summary = read_summary(Path(parent)) if "summary.json" in files else None
+        if "summary.json" not in files:
+            continue
+        try:
+            summary = read_summary(Path(parent))
+        except DlxError as err:
+            print_error(f"{err} Skipped.", "warning")
+            continue
         if summary is not None and summary.get("kind") != "sweep":  # a sweep's table is not a run
-            runs.append(Run.from_summary(os.path.relpath(parent, folder), summary))
+            runs.append(Run.from_summary(os.path.relpath(parent, folder), mark_killed(summary, Path(parent))))
     return runs
+
+
+def mark_killed(summary: dict[str, Any], run_dir: Path) -> dict[str, Any]:
+    """A "running" summary whose process (on this machine) is gone: the run was killed without a word."""
+    if summary.get("status") != "running" or process_alive(summary, other_hosts_alive=True):
+        return summary
+    return {**summary, "status": "killed",
+            "error": f"its process ({summary.get('pid')}) ended without recording how: killed (SIGKILL, out of "
+                     f"memory) or its machine went down. Resume it: dlx train hydra.run.dir={run_dir} "
+                     "trainer.resume=auto"}
 
 
 def sweep_runs(sweep_dir: Path, planned_jobs: list[list[str]] | None) -> list[Run]:
@@ -119,7 +188,7 @@ def print_table(runs: list[Run], title: str, groups: tuple[str, ...] = ()) -> No
         table.add_column("time" if column == "wall_time_s" else column, justify="right" if numeric else "left",
                          overflow="fold", no_wrap=column != "error" and not column.startswith("run"))
     for row in rows:
-        table.add_row(*(escape(format_cell(column, row[column])) for column in columns),
+        table.add_row(*(escape(printable(format_cell(column, row[column]), newlines=False)) for column in columns),
                       style="red" if row["status"] == "failed" else None)
     wide_console().print(table)
 

@@ -4,9 +4,11 @@ Loading uses torch.load(weights_only=True), which refuses anything but tensors a
 crafted file cannot execute code; the config inside is only ever instantiated through dlx.config.trust's allow-list.
 """
 
+import contextlib
 import os
 import pickle
 import random
+import secrets
 import shutil
 import warnings
 import zipfile
@@ -18,43 +20,56 @@ import torch
 
 from dlx import __version__
 from dlx.errors import DlxError
-from dlx.store.files import fsync_folder
+from dlx.store.files import atomic_file, fsync_folder, open_folder
 
 FORMAT_VERSION = 1
+OLDEST_FORMAT_VERSION = 1  # the first dlx's
+PICKLE_START = b"\x80"  # the PROTO opcode that begins every pickle of protocol 2 and later
 # NumPy's global generator state: ("MT19937", key (624,) uint32, position, has_gauss, cached_gaussian)
 LegacyNumpyState = tuple[str, np.ndarray, int, int, float]
 
 
-def save_checkpoint(path: Path, payload: dict[str, Any]) -> None:
+def save_checkpoint(path: Path, payload: dict[str, Any], within: Path | None = None) -> None:
     """Write to a temporary file beside `path`, fsync it, rename it over `path`, fsync the folder.
 
     The rename is atomic on POSIX file systems, so `path` always holds either the previous complete
-    checkpoint or the new complete one, whenever the process dies.
+    checkpoint or the new complete one, whenever the process dies. With `within` (the run folder), no folder
+    from it down to `path` may be a link (dlx.store.files).
     """
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
-        with open(temporary, "wb") as f:
-            torch.save(payload, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(temporary, path)
+        with atomic_file(path, within) as file:
+            torch.save(payload, file)
         fsync_folder(path.parent)
     except (OSError, RuntimeError) as err:  # torch reports a failed write (disk full) as a RuntimeError
-        temporary.unlink(missing_ok=True)
-        cause = err if isinstance(err, OSError) else err.__context__
-        reason = cause.strerror if isinstance(cause, OSError) and cause.strerror else str(err).splitlines()[0]
-        raise DlxError(f"Could not write the checkpoint {path}: {reason}. The previous checkpoint, if "
-                       "any, is unchanged. Free some disk space or point output_root at a writable folder, then "
-                       "resume.") from err
+        raise unwritable(path, err) from err
+
+
+def unwritable(path: Path, err: BaseException) -> DlxError:
+    cause = err if isinstance(err, OSError) else err.__context__
+    reason = cause.strerror if isinstance(cause, OSError) and cause.strerror else str(err).splitlines()[0]
+    return DlxError(f"Could not write the checkpoint {path}: {reason}. The previous checkpoint, if any, is "
+                    "unchanged. Free some disk space or make the folder writable (or point output_root at a "
+                    "writable folder), then resume.")
 
 
 def load_checkpoint(path: Path) -> dict[str, Any]:
     """The checkpoint at `path`, loaded on the CPU with weights_only=True, or a DlxError saying why not."""
     path = Path(path)
+    if path.is_dir():
+        raise DlxError(f"{path} is a folder, not a checkpoint file. A run folder keeps its checkpoints in "
+                       f"checkpoints/: name one, e.g. {path / 'checkpoints' / 'best.ckpt'}.")
     if not path.is_file():
         raise DlxError(f"No checkpoint file at {path}. Each run keeps checkpoints/last.ckpt and "
-                       "checkpoints/best.ckpt in its run folder; the newest run is outputs/latest.")
+                       "checkpoints/best.ckpt in its run folder; the newest run's folder is outputs/latest.")
+    if not zipfile.is_zipfile(path):  # what torch.save writes; anything else would reach pickle's legacy reader
+        with open(path, "rb") as file:
+            if file.read(1) == PICKLE_START:
+                raise DlxError(f"Refused to load {path}: it is a bare pickle, which could run code when loaded. dlx "
+                               "writes no such files (its checkpoints are zip archives of tensors and plain values); "
+                               "do not trust this one.")
+        raise DlxError(f"{path} is truncated or corrupt, or not a checkpoint at all: dlx writes PyTorch's zip format, "
+                       "and this file is not a complete zip archive. Use another checkpoint of the run (last.ckpt or "
+                       "best.ckpt), or train again.")
     try:
         with warnings.catch_warnings():  # torch warns about the pickle protocol of foreign files
             warnings.simplefilter("ignore")
@@ -63,7 +78,7 @@ def load_checkpoint(path: Path) -> dict[str, Any]:
         raise DlxError(f"Refused to load {path}: it holds Python objects other than tensors and plain values, "
                        "which could run code when loaded (torch.load with weights_only=True rejected it). dlx "
                        "writes no such files; do not trust this one.") from err
-    except (RuntimeError, EOFError, OSError, ValueError, zipfile.BadZipFile) as err:
+    except (RuntimeError, EOFError, OSError, ValueError, IndexError, KeyError, zipfile.BadZipFile) as err:
         reason = str(err).split(". ")[0]
         raise DlxError(f"{path} is truncated or corrupt and cannot be read ({reason}). Use another checkpoint of "
                        "the run (last.ckpt or best.ckpt), or train again.") from err
@@ -75,6 +90,10 @@ def load_checkpoint(path: Path) -> dict[str, Any]:
     if wrong or not isinstance(checkpoint["state"].get("step"), int):
         raise DlxError(f"{path} is damaged or was altered: {', '.join(wrong) or 'state.step'} missing or of the "
                        "wrong type. Use another checkpoint of the run.")
+    if checkpoint["format_version"] < OLDEST_FORMAT_VERSION or isinstance(checkpoint["format_version"], bool):
+        raise DlxError(f"{path} says it is a checkpoint of format {checkpoint['format_version']!r}, which no dlx ever "
+                       f"wrote (the formats are {OLDEST_FORMAT_VERSION} to {FORMAT_VERSION}): it was altered, or written "
+                       "by another program. Use another checkpoint of the run.")
     if checkpoint["format_version"] > FORMAT_VERSION:
         raise DlxError(f"{path} was written by a newer dlx (checkpoint format {checkpoint['format_version']}, "
                        f"this dlx {__version__} reads up to {FORMAT_VERSION}). Upgrade dlx to load it.")
@@ -109,13 +128,22 @@ def restore_rng_state(state: dict[str, Any], device: str) -> None:
         torch.mps.set_rng_state(state["device"])
 
 
-def copy_checkpoint(source: Path, destination: Path) -> None:
+def copy_checkpoint(source: Path, destination: Path, within: Path | None = None) -> None:
     """Make `destination` the same complete file as `source`, atomically: a hard link renamed into place
     (no second write), or a copy where the file system has no hard links."""
-    temporary = destination.with_name(f".{destination.name}.{os.getpid()}.tmp")
-    temporary.unlink(missing_ok=True)
+    folder = open_folder(destination.parent, within, create=True)
+    temporary = f".{destination.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp"
     try:
-        os.link(source, temporary)
-    except OSError:
-        shutil.copyfile(source, temporary)
-    os.replace(temporary, destination)
+        try:
+            os.link(source, temporary, dst_dir_fd=folder, follow_symlinks=False)
+        except OSError:
+            with open(source, "rb") as original, atomic_file(destination, within) as copy:
+                shutil.copyfileobj(original, copy)
+            return
+        os.replace(temporary, destination.name, src_dir_fd=folder, dst_dir_fd=folder)
+    except OSError as err:
+        raise unwritable(destination, err) from err
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(temporary, dir_fd=folder)
+        os.close(folder)

@@ -29,7 +29,7 @@ class CSVLogger:
         self.filename = filename
 
     def start(self, run_dir: Path, config: dict[str, Any], resumed_step: int) -> None:
-        from dlx.store.files import write_text_atomically
+        from dlx.store.files import open_to_append, write_text_atomically
 
         path = run_dir / self.filename
         # What a resumed run keeps: the rows up to its checkpoint (it logs the later ones again), as in
@@ -39,8 +39,8 @@ class CSVLogger:
         writer = csv.DictWriter(text, fieldnames=FIELDS)
         writer.writeheader()
         writer.writerows(kept)
-        write_text_atomically(path, text.getvalue())
-        self.file = open(path, "a", newline="", encoding="utf-8")
+        write_text_atomically(path, text.getvalue(), run_dir)
+        self.file = open_to_append(path, run_dir)
         self.writer = csv.DictWriter(self.file, fieldnames=FIELDS)
 
     def log_metrics(self, row: dict[str, Any]) -> None:
@@ -57,10 +57,11 @@ class CSVLogger:
 
 
 def read_csv(path: Path) -> list[dict[str, str]]:
+    from dlx.store.files import read_regular_file
+
     if not path.exists():
         return []
-    with open(path, newline="", encoding="utf-8") as file:
-        return list(csv.DictReader(file))
+    return list(csv.DictReader(io.StringIO(read_regular_file(path).decode("utf-8"), newline="")))
 
 
 class TensorBoardLogger:
@@ -75,6 +76,10 @@ class TensorBoardLogger:
     def start(self, run_dir: Path, config: dict[str, Any], resumed_step: int) -> None:
         from torch.utils.tensorboard import SummaryWriter
 
+        from dlx.store.files import open_folder
+
+        if self.log_dir is None:  # the run folder's own: made here, refused if a link planted there leads elsewhere
+            os.close(open_folder(run_dir / "tensorboard", run_dir, create=True))
         # purge_step: TensorBoard drops what an interrupted attempt logged after the checkpoint resumed from.
         self.writer = SummaryWriter(self.log_dir or str(run_dir / "tensorboard"),
                                     purge_step=resumed_step + 1 if resumed_step else None)
@@ -136,7 +141,9 @@ class MLflowLogger:
         experiment_id = self.prepare(config.get("output_root", "outputs"))
         id_file = run_dir / "mlflow_run_id"
         if resumed_step and id_file.exists():  # a resumed run continues its MLflow run
-            self.run_id = id_file.read_text().strip()
+            from dlx.store.files import read_regular_file
+
+            self.run_id = read_regular_file(id_file, run_dir).decode().strip()
             try:
                 self.client.update_run(self.run_id, status="RUNNING")
                 # MLflow cannot delete metric values: the interrupted attempt's steps after the checkpoint
@@ -150,7 +157,9 @@ class MLflowLogger:
                                f"({err.error_code}): logging to a new MLflow run")
         self.run_id = self.client.create_run(experiment_id, run_name=run_dir.name,
                                              tags={"dlx.run_dir": str(run_dir)}).info.run_id
-        id_file.write_text(self.run_id + "\n")
+        from dlx.store.files import write_text_atomically
+
+        write_text_atomically(id_file, self.run_id + "\n", run_dir)
         from dlx.config.diff import flatten
 
         params = list(flatten(config).items())

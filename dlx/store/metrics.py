@@ -7,21 +7,23 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from dlx.store.files import json_safe
+from dlx.store.files import json_safe, open_to_append, read_regular_file
 
 
 class MetricsLog:
-    """metrics.jsonl, and the loggers the config chose (dlx.store.loggers), which get every row and image too."""
+    """metrics.jsonl (none for `path` None: a rank that does not write), and the loggers the config chose
+    (dlx.store.loggers), which get every row and image too."""
 
-    def __init__(self, path: Path, loggers: Sequence[Any] = ()) -> None:
+    def __init__(self, path: Path | None, loggers: Sequence[Any] = ()) -> None:
         self.path = path
-        self.file = open(path, "a", encoding="utf-8")
+        self.file = open_to_append(path, path.parent) if path is not None else None
         self.loggers = list(loggers)
 
     def write(self, row: dict[str, Any]) -> None:
         row = json_safe(row)
-        self.file.write(json.dumps(row) + "\n")
-        self.file.flush()
+        if self.file is not None:
+            self.file.write(json.dumps(row) + "\n")
+            self.file.flush()
         self.to_loggers("log_metrics", row)
 
     def image(self, tag: str, path: Path, step: int) -> None:
@@ -41,7 +43,8 @@ class MetricsLog:
                 self.loggers = [other for other in self.loggers if other is not logger]
 
     def close(self) -> None:
-        self.file.close()
+        if self.file is not None:
+            self.file.close()
 
     def __enter__(self) -> "MetricsLog":
         return self
@@ -51,9 +54,10 @@ class MetricsLog:
 
 
 def read_metrics(path: Path) -> list[dict[str, Any]]:
-    """Every complete row; a last line cut short by a crash is skipped."""
+    """Every complete row; a last line cut short by a crash is skipped. A link is refused (a DlxError): the rows
+    of a run are its own file."""
     rows = []
-    for line in Path(path).read_text(encoding="utf-8").splitlines():
+    for line in read_regular_file(Path(path)).decode("utf-8", errors="replace").splitlines():
         try:
             rows.append(json.loads(line))
         except json.JSONDecodeError:

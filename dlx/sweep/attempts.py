@@ -1,8 +1,6 @@
 """What a job does when its folder already holds an earlier attempt: a sweep continued after Ctrl-C or a lost
 node, a SLURM job requeued after preemption. Completed jobs are skipped, interrupted ones resume."""
 
-import os
-import platform
 from pathlib import Path
 from typing import Any
 
@@ -10,6 +8,7 @@ from omegaconf import DictConfig
 
 from dlx.errors import DlxError
 from dlx.results.runs import read_summary
+from dlx.store.run_folder import process_alive
 from dlx.sweep.records import training_overrides
 
 
@@ -17,7 +16,7 @@ def completed_attempt(cfg: DictConfig, run_dir: Path, overrides: list[str]) -> d
     """A sweep's job run again in its folder: the summary of an earlier attempt that completed or was pruned (the
     job is then skipped), or None; an attempt that did not finish is resumed from its last checkpoint."""
     previous = earlier_attempt(run_dir, overrides)
-    if previous is not None and previous["status"] in ("completed", "pruned"):
+    if previous is not None and previous.get("status") in ("completed", "pruned"):
         return previous
     if previous is not None and not cfg.trainer.resume:
         cfg.trainer.resume = "auto"
@@ -36,20 +35,7 @@ def earlier_attempt(run_dir: Path, overrides: list[str]) -> dict[str, Any] | Non
     if training_overrides(previous.get("overrides", [])) != training_overrides(overrides):
         raise DlxError(f"{run_dir} holds another job ({' '.join(previous.get('overrides', [])) or 'defaults'}), not "
                        f"this one ({' '.join(overrides) or 'defaults'}). Run this sweep in a new folder.")
-    if previous["status"] == "running" and still_running(previous):
+    if previous.get("status") == "running" and process_alive(previous, other_hosts_alive=False):
         raise DlxError(f"{run_dir} is being trained right now by process {previous['pid']}: two processes must not "
                        "write one run folder. Wait for it to end (or stop it), then continue the sweep.")
     return previous
-
-
-def still_running(summary: dict[str, Any]) -> bool:
-    """Whether the process that wrote a "running" summary is alive on this machine (a killed one is not)."""
-    if summary.get("host") != platform.node() or not isinstance(summary.get("pid"), int):
-        return False  # another machine's job: a lost node leaves "running" behind, so it is taken as gone
-    try:
-        os.kill(summary["pid"], 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # alive, another user's
-        return True
-    return summary["pid"] != os.getpid()

@@ -5,15 +5,20 @@ Every argument belongs to Hydra. Before its runner starts, every job's config is
 folder. Hydra then runs dlx.sweep.job.train_job once (`dlx train`) or once per job (`dlx train -m`, with
 whatever sweeper and launcher the config chose), and a sweep ends with its table."""
 
+import contextlib
 import os
 import signal
 import sys
+from collections.abc import Callable
+from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any
 
 from dlx.errors import DlxError
 from dlx.parallel.world import is_main_process
+from dlx.store.run_folder import RunFolderLock
 from dlx.sweep.job import train_job
+from dlx.sweep.stop import job_ends_its_process, jobs_stop_with_the_sweep, runs_jobs_in_processes
 from dlx.ui.console import print_error
 
 
@@ -30,6 +35,7 @@ def run_train(args: list[str]) -> int:
     args = resume_in_place([a for a in args if a != "--dry-run"])
     args = agree_on_run_dir(args)  # under torchrun: every rank trains in the run folder rank 0 composes
     printing_config = parse_hydra_args(args).cfg is not None
+    held: RunFolderLock | None = None
     try:
         # Compose and check every job's config before Hydra starts, so mistakes get dlx's explanation.
         # With --cfg nothing is trained, so the constructor checks (which import torch) are skipped.
@@ -51,6 +57,8 @@ def run_train(args: list[str]) -> int:
             start_sweep(plan, args, study)
             warn_about_invalid_jobs(plan)
             prepare_shared_stores(plan)
+        elif plan is not None and not plan.multirun and not printing_config and is_main_process():
+            args, held = hold_run_folder(plan, args)
     except DlxError as err:
         if os.environ.get("HYDRA_FULL_ERROR") == "1":
             raise
@@ -63,12 +71,13 @@ def run_train(args: list[str]) -> int:
     sys.argv = ["dlx train", *args]  # @hydra.main reads its flags and overrides from sys.argv
     run = hydra.main(config_path=str(config_dir()), config_name="train", version_base="1.3")(train_job)
     try:
-        run()
+        with held or contextlib.nullcontext(), stopping_by_signals(plan, sweeping) as received:
+            run()
     except (SystemExit, KeyboardInterrupt) as stop:  # Ctrl-C (in training or between steps), a failed job
-        code = 128 + signal.SIGINT if isinstance(stop, KeyboardInterrupt) else stop.code
+        code = 128 + (received() or signal.SIGINT) if isinstance(stop, KeyboardInterrupt) else stop.code
         if not sweeping:
-            if isinstance(stop, KeyboardInterrupt):  # outside the training loop: nothing to save yet
-                print_error("Stopped by Ctrl-C before training started or after it ended.", "stopped")
+            if isinstance(stop, KeyboardInterrupt):  # outside dlx's own handling: Hydra's start, say
+                print_error("Stopped by Ctrl-C before the run started.", "stopped")
             return code if isinstance(code, int) else 1
         from dlx.sweep.records import finish_sweep
 
@@ -77,6 +86,33 @@ def run_train(args: list[str]) -> int:
         print_error(f"Sweep stopped. {how_to_continue(plan, args)}", "stopped")
         return code if isinstance(code, int) else 1
     return report_sweep(plan, args) if sweeping else 0
+
+
+def stopping_by_signals(plan: Any, sweeping: bool) -> AbstractContextManager[Callable[[], int]]:
+    """How Ctrl-C and SIGTERM stop the command: a sweep whose launcher runs the jobs in other processes stops
+    through them (dlx.sweep.stop); a run in this process stops itself (dlx.train.signals). The context yields
+    a function returning the signal that stopped the sweep, or 0."""
+    if sweeping and runs_jobs_in_processes(plan.launcher):
+        return jobs_stop_with_the_sweep(Path(plan.folder), job_ends_its_process(plan.launcher))
+    return contextlib.nullcontext(lambda: 0)
+
+
+def hold_run_folder(plan: Any, args: list[str]) -> tuple[list[str], RunFolderLock]:
+    """One run, one folder: the run folder is held for this process from before Hydra writes into it (its
+    .hydra/ record) to the run's end, and refused if it holds another run (dlx.store.run_folder). Its path is
+    fixed here, once, for Hydra too (hydra.run.dir), as the one held."""
+    from dlx.config.overrides import quote_override_value
+    from dlx.store.run_folder import claim_run_folder
+
+    trainer = plan.configs[0].trainer
+    if trainer.resume not in (None, "auto") and not Path(trainer.resume).expanduser().is_file():
+        raise DlxError(f"trainer.resume={trainer.resume}: there is no checkpoint file there. Name a checkpoint "
+                       "(RUN/checkpoints/last.ckpt), a run folder (outputs/latest), or auto (the newest good "
+                       "checkpoint of the folder hydra.run.dir names).")
+    held = claim_run_folder(Path(plan.folder), trainer.resume, trainer.get("overwrite", False))
+    if not any(a.startswith("hydra.run.dir=") for a in args):
+        args = [*args, f"hydra.run.dir={quote_override_value(plan.folder)}"]
+    return args, held
 
 
 def warn_about_invalid_jobs(plan: Any) -> None:
@@ -181,13 +217,17 @@ def print_plan(plan: Any, study: Any = None) -> int:
 
 def resume_in_place(args: list[str]) -> list[str]:
     """`trainer.resume=RUN/checkpoints/X.ckpt` continues in RUN: the run folder is that of the checkpoint,
-    unless the command names one (hydra.run.dir=...)."""
+    unless the command names one (hydra.run.dir=...). `trainer.resume=RUN` (a run folder) resumes RUN's newest
+    good checkpoint, in RUN (trainer.resume=auto there)."""
     from dlx.config.overrides import quote_override_value
 
     resume = [a.partition("=")[2] for a in args if a.startswith("trainer.resume=")]
     if not resume or resume[-1] in ("auto", "null", "") or any(a.startswith("hydra.run.dir=") for a in args):
         return args
     checkpoint = Path(resume[-1]).expanduser()
+    if (checkpoint / "checkpoints").is_dir():  # a run folder (outputs/latest): its newest good checkpoint, there
+        return [*[a for a in args if not a.startswith("trainer.resume=")], "trainer.resume=auto",
+                f"hydra.run.dir={quote_override_value(str(checkpoint.resolve()))}"]
     if checkpoint.parent.name != "checkpoints":
         return args
     return [*args, f"hydra.run.dir={quote_override_value(str(checkpoint.resolve().parent.parent))}"]

@@ -1,6 +1,7 @@
 """The function Hydra runs for each job, in whatever process its launcher chose: one run, in this process or
 in trainer.devices processes, skipped if an earlier attempt completed it."""
 
+import contextlib
 import os
 import signal
 from pathlib import Path
@@ -22,8 +23,10 @@ def train_job(cfg: Any) -> Optional[dict[str, Any]]:
     from hydra.types import RunMode
 
     from dlx.parallel.rendezvous import export_submitit_environment
+    from dlx.store.run_folder import claim_run_folder
     from dlx.sweep.attempts import completed_attempt
     from dlx.sweep.machine import share_machine
+    from dlx.sweep.stop import leave_terminal_group
     from dlx.sweep.trial import trial_of_job
     from dlx.train.signals import Interrupted
 
@@ -36,13 +39,19 @@ def train_job(cfg: Any) -> Optional[dict[str, Any]]:
                if not group.startswith("hydra/") and group != "train_schema" and option is not None}
     config_dirs = [source.path.removeprefix("file://") for source in hydra_cfg.runtime.config_sources
                    if source.provider == "command-line"]
+    if sweeping:
+        leave_terminal_group()  # a job process of joblib or submitit: signals reach it through the sweep's process
     try:
         if sweeping and (done := completed_attempt(cfg, run_dir, overrides)) is not None:
             print(f"Job {hydra_cfg.job.num} ({' '.join(overrides) or 'defaults'}) already {done['status']} in "
                   f"{run_dir}: skipped", flush=True)
             return done
         pruning = trial_of_job(hydra_cfg) if sweeping else None  # a trial of dlx's Optuna search, or None
-        with share_machine(cfg, hydra_cfg):
+        # A single run's folder is held by the `dlx train` process from before Hydra started; a sweep's job
+        # holds its own, in whatever process its launcher chose.
+        held = claim_run_folder(run_dir, cfg.trainer.resume, cfg.trainer.get("overwrite", False)) \
+            if sweeping and is_main_process() else contextlib.nullcontext()
+        with held, share_machine(cfg, hydra_cfg):
             summary = train_here_or_on_devices(cfg, run_dir, choices, overrides, config_dirs, pruning)
     except DlxError as err:
         if os.environ.get("HYDRA_FULL_ERROR") == "1":

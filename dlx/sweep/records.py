@@ -17,6 +17,7 @@ from dlx.config.overrides import quote_override_value, split_override
 from dlx.errors import DlxError
 from dlx.results.runs import SWEEP_MANIFEST, Run, best_first, print_table, sweep_runs, write_summary
 from dlx.store.files import read_json, write_json_atomically
+from dlx.store.run_folder import earlier_run
 
 MANIFEST = SWEEP_MANIFEST
 
@@ -53,6 +54,10 @@ def start_sweep(plan: Plan, args: list[str], study: Any = None) -> None:
         if study is None:
             print(f"Continuing the sweep in {folder}: finished jobs are skipped, interrupted ones resume.")
         return
+    held = earlier_run(folder)
+    if held:  # the sweep's table (summary.json) would replace the run's own
+        raise DlxError(f"{folder} already holds {held}, not a sweep: a sweep there would replace its summary. Name a "
+                       "new folder for the sweep (hydra.sweep.dir=...), or drop hydra.sweep.dir.")
     folder.mkdir(parents=True, exist_ok=True)
     write_json_atomically(manifest, record)
     print(f"Sweep folder: {folder}" + ("" if plan.searched else f" ({len(plan.jobs)} jobs)"), flush=True)

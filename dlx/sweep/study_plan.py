@@ -70,8 +70,8 @@ def look_at_existing_study(study: StudyPlan, sweep_dir: Path) -> None:
     left running must be stopped for good before they resume. A storage that does not exist yet is not
     created here."""
     from dlx.results.runs import read_summary
+    from dlx.store.run_folder import process_alive
     from dlx.store.study import check_storage_creatable, is_journal, sqlite_path
-    from dlx.sweep.attempts import still_running
     from dlx.sweep.optuna_sweeper import interrupted_trials, open_study
 
     check_storage_creatable(study.url)
@@ -89,7 +89,7 @@ def look_at_existing_study(study: StudyPlan, sweep_dir: Path) -> None:
     study.interrupted = len(left)
     for trial in left:
         summary = read_summary(Path(trial.user_attrs["run_dir"])) or {}
-        if summary.get("status") == "running" and still_running(summary):
+        if summary.get("status") == "running" and process_alive(summary, other_hosts_alive=False):
             raise DlxError(f"Trial {trial.number} of the study {study.settings.study_name} is still being trained, "
                            f"by process {summary['pid']} (left over from the sweep that stopped?). Wait for it to "
                            "end, or stop it, then run the command again: the trial then resumes from its last "

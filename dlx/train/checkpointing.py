@@ -12,8 +12,10 @@ from torch import nn
 
 from dlx import __version__
 from dlx.data import DataSplits
+from dlx.errors import DlxError
 from dlx.parallel.world import World
 from dlx.store.checkpoint import FORMAT_VERSION, capture_rng_state, copy_checkpoint, save_checkpoint
+from dlx.store.files import atomic_file
 from dlx.train.state import TrainState
 
 
@@ -42,11 +44,25 @@ class CheckpointWriter:
             return
         payload = checkpoint_payload(self.config, self.model, self.optimizers, self.schedulers, state, val,
                                      self.device, rng, self.data)
-        if self.last.exists():
-            copy_checkpoint(self.last, self.folder / "previous.ckpt")
-        save_checkpoint(self.last, payload)
+        run_dir = self.folder.parent  # no link on the way from the run folder down to the files
+        if self.last.is_file() and not self.last.is_symlink():
+            copy_checkpoint(self.last, self.folder / "previous.ckpt", run_dir)
+        save_checkpoint(self.last, payload, run_dir)
         if improved:
-            copy_checkpoint(self.last, self.folder / "best.ckpt")
+            copy_checkpoint(self.last, self.folder / "best.ckpt", run_dir)
+
+
+def check_writable(folder: Path) -> None:
+    """Before the first step, not after a thousand: a checkpoint can be written in `folder` (RUN/checkpoints)."""
+    probe = folder / ".writable"
+    try:
+        with atomic_file(probe, folder.parent):
+            pass
+        probe.unlink()
+    except OSError as err:
+        raise DlxError(f"Cannot write checkpoints in {folder}: {err.strerror or err}. The run would lose every save: "
+                       "make the folder writable, or point hydra.run.dir (or output_root) at a writable folder, then "
+                       "run again (this attempt trained nothing).") from err
 
 
 def checkpoint_payload(config: dict[str, Any], model: nn.Module, optimizers: dict[str, Any],

@@ -5,6 +5,7 @@ import logging
 import os
 import platform
 import shlex
+import signal
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -29,7 +30,7 @@ from dlx.parallel.world import (
     weights_sha256,
 )
 from dlx.store.checkpoint import load_checkpoint
-from dlx.store.files import read_json, write_json_atomically
+from dlx.store.files import open_to_append, read_json, write_json_atomically, write_text_atomically
 from dlx.store.metrics import MetricsLog
 from dlx.train.augment import Augment, build_augment
 from dlx.train.build import (
@@ -42,7 +43,7 @@ from dlx.train.build import (
     build_task,
     fill_derived,
 )
-from dlx.train.checkpointing import CheckpointWriter
+from dlx.train.checkpointing import CheckpointWriter, check_writable
 from dlx.train.evaluate import autocast, evaluate
 from dlx.train.loop import Loop, Pruning, fit
 from dlx.train.monitor import BestMonitor, monitored
@@ -53,7 +54,7 @@ from dlx.train.state import Schedule, TrainState
 from dlx.train.step import Updater
 from dlx.train.tasks import Task, prepare
 from dlx.ui.console import logger, setup_logging, terminal_console
-from dlx.ui.model_summary import save_and_show, summarize
+from dlx.ui.model_summary import show, summarize, summary_text
 from dlx.ui.progress import TrainingProgress
 
 
@@ -92,8 +93,9 @@ def train(cfg: DictConfig, run_dir: Path, choices: dict[str, str], overrides: li
         summary["slurm_job"] = slurm_job()
     speaks = world.is_main  # writes summary.json: rank 0, or the next rank if rank 0 was killed
     if speaks:
-        write_json_atomically(run_dir / "summary.json", summary)  # "running": what `dlx runs` shows meanwhile
+        write_json_atomically(run_dir / "summary.json", summary, run_dir)  # "running": what `dlx runs` shows meanwhile
     loggers: list[Any] = []  # TensorBoard, MLflow... (rank 0)
+    trained_to: int | None = None  # the last step, once training ended (the best checkpoint is tested next)
     try:
         parts = build_run(cfg, world)
         if world.is_main:
@@ -102,13 +104,15 @@ def train(cfg: DictConfig, run_dir: Path, choices: dict[str, str], overrides: li
                                 parts.schedulers, parts.device)
         restart = record_restarts(summary, earlier, state, parts.schedule)
         if world.is_main:
+            check_writable(run_dir / "checkpoints")
             loggers = start_loggers(cfg, run_dir, parts.config, state.step)
-        with MetricsLog(run_dir / "metrics.jsonl" if world.is_main else Path(os.devnull), loggers) as metrics_log:
+        with MetricsLog(run_dir / "metrics.jsonl" if world.is_main else None, loggers) as metrics_log:
             if restart:
                 metrics_log.write(restart)
             with TrainingProgress(parts.schedule.total_steps, state.step, console) as progress, \
                     stop_on_signals() as stop:
-                fit(make_loop(parts, cfg.trainer, state, run_dir, metrics_log, progress, stop, world, pruning))
+                trained_to = fit(make_loop(parts, cfg.trainer, state, run_dir, metrics_log, progress, stop, world,
+                                           pruning)).step
             if world.size > 1:
                 summary["distributed"] = check_same_weights(parts.model, world, parts.device)
             test = test_best_checkpoint(run_dir, parts, cfg, state, metrics_log, world)
@@ -117,17 +121,20 @@ def train(cfg: DictConfig, run_dir: Path, choices: dict[str, str], overrides: li
                     **outcome(parts, state, run_dir)}
         return summary
     except Interrupted as err:
-        err.args = (f"{err} Resume with: {resume_command(err.checkpoint, overrides, config_dirs)}",)
-        summary |= {"status": "interrupted", "error": str(err)}
+        summary |= {"status": "interrupted", "error": how_to_go_on(err, overrides, config_dirs)}
         raise
-    except BaseException as err:  # a mistake, a bug, an out-of-memory error, Ctrl-C outside the training loop
+    except BaseException as err:  # a mistake, a bug, an out-of-memory error, Ctrl-C outside the training steps
         if world.size > 1:  # ending: the launcher's SIGTERM to the ranks left must not cut short what follows
             ignore_stop_requests()
         failure = blame(world, err) if world.size > 1 else None
+        if failure is None and isinstance(err, KeyboardInterrupt):  # while the run is set up, or tested at the end
+            stopped_outside = stopped_outside_steps(trained_to, run_dir)
+            summary |= {"status": "interrupted", "error": how_to_go_on(stopped_outside, overrides, config_dirs)}
+            raise stopped_outside from None
         if failure is None:
-            summary |= {"status": "interrupted" if isinstance(err, KeyboardInterrupt) else "failed",
+            summary |= {"status": "failed",
                         "error": str(err) if isinstance(err, DlxError) else f"{type(err).__name__}: {err}"}
-            if world.size > 1 and not isinstance(err, KeyboardInterrupt):
+            if world.size > 1:
                 report_failure(world, err)  # for the other ranks, whose next collective fails without this one
             raise
         # Another rank failed: name it, here and in the summary.
@@ -142,7 +149,7 @@ def train(cfg: DictConfig, run_dir: Path, choices: dict[str, str], overrides: li
         summary |= {"wall_time_s": round(time.time() - started, 3), "dlx_version": __version__,
                     "torch_version": str(torch.__version__), "python_version": platform.python_version()}
         if speaks:
-            write_json_atomically(run_dir / "summary.json", summary)
+            write_json_atomically(run_dir / "summary.json", summary, run_dir)
         finish_loggers(loggers, summary)
 
 
@@ -172,12 +179,30 @@ def record_restarts(summary: dict[str, Any], earlier: dict[str, Any] | None, sta
             "count": count}
 
 
+def stopped_outside_steps(trained_to: int | None, run_dir: Path) -> Interrupted:
+    """Ctrl-C before the first step (data, model, resuming) or after the last (testing the best checkpoint)."""
+    if trained_to is None:
+        return Interrupted(signal.SIGINT, 0, None, "while the run was being set up, before its first step")
+    return Interrupted(signal.SIGINT, trained_to, run_dir / "checkpoints" / "last.ckpt",
+                       f"while testing the best checkpoint, after training ended at step {trained_to}")
+
+
+def how_to_go_on(stopped: Interrupted, overrides: list[str], config_dirs: list[str]) -> str:
+    """The message of a stopped run, completed with the command that resumes it (or starts it again)."""
+    if stopped.checkpoint is None:
+        command = ["dlx", "train", *(f"--config-dir={d}" for d in config_dirs),
+                   *(o for o in overrides if not o.startswith("trainer.resume"))]
+        stopped.args = (f"{stopped} Start it again with: {shlex.join(command)}",)
+    else:
+        stopped.args = (f"{stopped} Resume with: {resume_command(stopped.checkpoint, overrides, config_dirs)}",)
+    return str(stopped)
+
+
 def start_logging(run_dir: Path, world: World) -> Any:
     """The run folder and dlx's log (console and train.log); the rich console when a person is watching."""
     console = terminal_console() if world.is_main else None
-    if world.is_main:
-        run_dir.mkdir(parents=True, exist_ok=True)
-    setup_logging(run_dir / "train.log" if world.is_main else None, console)
+    setup_logging(run_dir / "train.log" if world.is_main else None, console,
+                  lambda path: open_to_append(path, run_dir))
     if not world.is_main:
         logger.setLevel(logging.ERROR)  # rank 0 speaks for the run; errors are raised on every rank
     logger.info(f"Run folder: {run_dir}")
@@ -210,7 +235,7 @@ def build_run(cfg: DictConfig, world: World) -> RunParts:
 
 def record_run(parts: RunParts, cfg: DictConfig, run_dir: Path, console: Any) -> None:
     """config.yaml, the outputs/latest link and the model summary (rank 0)."""
-    (run_dir / "config.yaml").write_text(OmegaConf.to_yaml(parts.config), encoding="utf-8")
+    write_text_atomically(run_dir / "config.yaml", OmegaConf.to_yaml(parts.config), run_dir)
     point_latest_at(Path(cfg.output_root), run_dir)
     show_model_summary(parts, run_dir, console)
 
@@ -255,9 +280,13 @@ def show_model_summary(parts: RunParts, run_dir: Path, console: Any) -> None:
     """The model table: a help, not a requirement; a model torchinfo cannot trace still trains."""
     try:
         networks = parts.task.networks(parts.model, parts.data.input_shape)
-        save_and_show(summarize(parts.model, networks, parts.device), run_dir / "model_summary.txt", console)
+        statistics = summarize(parts.model, networks, parts.device)
     except Exception as err:
         logger.warning(f"Warning: no model summary ({type(err).__name__}: {err}); training goes on.")
+        return
+    path = run_dir / "model_summary.txt"
+    write_text_atomically(path, summary_text(statistics), run_dir)
+    show(statistics, path, console)
 
 
 def start_loggers(cfg: DictConfig, run_dir: Path, config: dict[str, Any], resumed_step: int) -> list[Any]:

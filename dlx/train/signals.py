@@ -84,10 +84,14 @@ def ignore_stop_requests() -> None:
 
 
 class Interrupted(DlxError):
-    """The user stopped the run (SIGINT, SIGTERM); last.ckpt holds the state after the last full step."""
+    """The user stopped the run (SIGINT, SIGTERM); last.ckpt holds the state after the last full step, or, when
+    `checkpoint` is None, the run was stopped before its first step. `when` says when, if not after `step`."""
 
-    def __init__(self, signal_number: int, step: int, checkpoint: Path) -> None:
-        super().__init__(f"Stopped by {signal.Signals(signal_number).name} after step {step}; {checkpoint} holds "
-                         "that state.")
+    def __init__(self, signal_number: int, step: int, checkpoint: Path | None, when: str | None = None) -> None:
+        name = signal.Signals(signal_number).name
+        if checkpoint is None:
+            super().__init__(f"Stopped by {name} {when or 'before the first step'}: nothing was trained.")
+        else:
+            super().__init__(f"Stopped by {name} {when or f'after step {step}'}; {checkpoint} holds that state.")
         self.exit_code = 128 + signal_number  # the shell's convention for "ended by signal N"
         self.checkpoint = checkpoint

@@ -360,14 +360,17 @@ class Adversarial:
         """A grid of samples from the same noise at every validation: RUN/samples/step_NNNNNNN.png."""
         gan = as_gan(model)
         samples = run_dir / "samples" / f"step_{step:07d}.png"
-        self.save_samples(gan, samples)
+        self.save_samples(gan, samples, within=run_dir)
         metrics_log.image("samples", samples, step)
 
     @staticmethod  # also `dlx sample`'s, which has a GAN but no task
     @torch.inference_mode()
-    def save_samples(model: GAN, path: Path, count: int = 64, seed: int = 0) -> None:
-        """A grid of generated samples as a PNG (images only), from the same noise at every evaluation."""
+    def save_samples(model: GAN, path: Path, count: int = 64, seed: int = 0, within: Path | None = None) -> None:
+        """A grid of generated samples as a PNG (images only), from the same noise at every evaluation, written
+        atomically (inside the run folder `within`, without a link on the way)."""
         from torchvision.utils import save_image
+
+        from dlx.store.files import atomic_file
 
         if len(model.input_shape) != 3:
             return
@@ -378,8 +381,8 @@ class Adversarial:
         images = (images.float().cpu() + 1) / 2
         scale = max(1, 64 // images.shape[-1])  # draw 8x8 digits large enough to see
         images = F.interpolate(images, scale_factor=scale, mode="nearest")
-        path.parent.mkdir(parents=True, exist_ok=True)
-        save_image(images, path, nrow=8, padding=2, pad_value=1.0)
+        with atomic_file(path, within) as file:
+            save_image(images, file, format="png", nrow=8, padding=2, pad_value=1.0)
 
 
 def as_gan(model: nn.Module) -> GAN:

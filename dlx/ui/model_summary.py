@@ -32,12 +32,17 @@ def summarize(model: nn.Module, networks: Networks, device: str) -> list[tuple[s
     return statistics
 
 
-def save_and_show(statistics: list[tuple[str, Any]], path: Path, console: Any) -> None:
+def summary_text(statistics: list[tuple[str, Any]]) -> str:
+    """The full table of every network, as model_summary.txt holds it."""
+    return "\n\n".join(f"{name}\n{stats}" for name, stats in statistics) + "\n"
+
+
+def show(statistics: list[tuple[str, Any]], path: Path, console: Any) -> None:
+    """The top of each network's table on the console, and where the full one (`path`) is."""
     from rich.table import Table
 
     from dlx.ui.console import wide_console
 
-    path.write_text("\n\n".join(f"{name}\n{stats}" for name, stats in statistics) + "\n", encoding="utf-8")
     console = console or wide_console()  # plain text in a CI log
 
     for name, stats in statistics:

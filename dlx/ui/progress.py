@@ -24,6 +24,12 @@ def format_row(row: dict[str, Any]) -> str:
     return "  ".join(parts)
 
 
+# Terminal widths (columns) below which the bar, then the time elapsed, are left out: the numbers need about 75
+# ("train 12,345/67,890 loss 0.1234  123,456 samples/s 0:01:02 0:03:04").
+NO_BAR_BELOW = 100
+NO_ELAPSED_BELOW = 75
+
+
 class TrainingProgress:
     """A progress bar over the run's optimizer steps (terminal), or nothing but log lines (no terminal)."""
 
@@ -32,11 +38,15 @@ class TrainingProgress:
         if console is not None:
             from rich import progress as bar
 
-            self.bar = bar.Progress(
-                bar.TextColumn("[bold]train"), bar.BarColumn(), bar.MofNCompleteColumn(),
-                bar.TextColumn("{task.description}"), bar.TimeElapsedColumn(), bar.TimeRemainingColumn(),
-                console=console, transient=False,
-            )
+            # The numbers first: in a narrow terminal the bar goes (rich would squeeze out the step, the loss and
+            # the time left instead), then the time elapsed.
+            numbers = [bar.TextColumn("[bold]train"), bar.MofNCompleteColumn(), bar.TextColumn("{task.description}")]
+            width = console.width
+            columns = [*numbers, *([bar.TimeElapsedColumn()] if width >= NO_ELAPSED_BELOW else []),
+                       bar.TimeRemainingColumn()]
+            if width >= NO_BAR_BELOW:
+                columns.insert(1, bar.BarColumn(bar_width=min(40, width - NO_BAR_BELOW + 10)))
+            self.bar = bar.Progress(*columns, console=console, transient=False)
             self.task = self.bar.add_task("", total=total_steps, completed=first_step)
 
     def __enter__(self) -> TrainingProgress:

@@ -72,9 +72,19 @@ def test_auto_skips_a_corrupt_last_for_previous(tmp_path: Path, warnings_of_dlx:
                for message in warnings_of_dlx.messages)
 
 
-def test_auto_with_only_a_corrupt_checkpoint_starts_from_scratch(tmp_path: Path) -> None:
+def test_auto_with_only_corrupt_checkpoints_refuses_unless_told_to_start_over(tmp_path: Path) -> None:
+    # Starting from scratch in silence would throw the run away (and exit 0 as if nothing happened).
     truncate(write_checkpoint(tmp_path, "last.ckpt", step=50))
-    assert find_checkpoint("auto", tmp_path) is None
+    with pytest.raises(DlxError, match="no usable checkpoint in .* truncated or corrupt.* trainer.overwrite=true"):
+        find_checkpoint("auto", tmp_path)
+    assert find_checkpoint("auto", tmp_path, start_over=True) is None
+
+
+def test_auto_never_follows_a_link_in_the_checkpoints_folder(tmp_path: Path) -> None:
+    elsewhere = write_checkpoint(tmp_path / "other_run", "last.ckpt", step=99)
+    previous = write_checkpoint(tmp_path, "previous.ckpt", step=5)
+    (tmp_path / "checkpoints" / "last.ckpt").symlink_to(elsewhere)
+    assert find_checkpoint("auto", tmp_path)[0] == previous
 
 
 def test_auto_skips_a_file_that_is_not_a_dlx_checkpoint(tmp_path: Path) -> None:
