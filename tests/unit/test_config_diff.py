@@ -106,3 +106,11 @@ def test_changes_compare_values_not_types_of_equal_numbers() -> None:
     old, new = config(), config()
     old["optimizer"]["lr"], new["optimizer"]["lr"] = 1, 1.0
     assert config_changes(old, new) == []
+
+
+def test_a_recurrent_checkpoint_from_before_text_resumes_without_changes() -> None:
+    old = {"model": {"_target_": "dlx.models.rnn.RecurrentNet", "hidden_size": 64}}
+    new = {"model": {"_target_": "dlx.models.rnn.RecurrentNet", "hidden_size": 64, "vocab_size": None,
+                     "embedding_dim": 64}}
+    assert config_changes(old, new) == []
+    assert config_changes(old, {"model": {**new["model"], "embedding_dim": 32}}) == ["model.embedding_dim: 64 -> 32"]
