@@ -187,7 +187,8 @@ def test_a_file_that_is_not_utf8_is_named_with_its_offset_or_read_with_replaceme
 
 
 def test_models_and_data_that_do_not_fit_say_so(workdir: Path) -> None:
-    assert "gives no text" in failing("train", "model=seq2seq", "trainer.smoke=true", cwd=workdir)
+    assert "is one of the encoder-decoders, but this data set gives images or numbers" in failing(
+        "train", "model=seq2seq", "trainer.smoke=true", cwd=workdir)
     assert "gives pairs of sequences. Choose one of the encoder-decoders" in failing(
         "train", "model=lstm", *REVERSE, "trainer.smoke=true", cwd=workdir)
     assert "Use loss=cross_entropy" in failing("train", *TRANSFORMER, *REVERSE, "loss=mse", "trainer.smoke=true",
