@@ -18,7 +18,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from dlx.errors import DlxError, check_writable, did_you_mean
+from dlx.errors import DlxError, did_you_mean
+from dlx.inspect.predicted import check_output
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -50,7 +51,7 @@ def forecast_series(rebuilt: "Rebuilt", data: dict[str, Any], inputs: list[Path]
                                                                          else "") + "); it forecasts what follows.")
     series = inputs[0]
     if out is not None:
-        check_output(series, out)
+        check_output(series, out, "the series")
     frame = read_table(series, record["sep"], record["na_values"])
     absent = [name for name in record["columns"] if name not in frame.columns]
     if absent:
@@ -80,16 +81,6 @@ def forecast_series(rebuilt: "Rebuilt", data: dict[str, Any], inputs: list[Path]
 
         write_table(pd.DataFrame(rows), out)
     return Forecast(series, follows, time_name, list(record["targets"]), rows, out)
-
-
-def check_output(series: Path, out: Path) -> None:
-    from dlx.data.table import table_format
-
-    table_format(out, None)  # a DlxError unless the suffix names a format dlx writes
-    if out.exists() and out.resolve() == series.resolve():
-        raise DlxError(f"--out {out} is the series being read: dlx predict does not overwrite its input. Pass another "
-                       "--out.")
-    check_writable(out)
 
 
 def in_series_units(output: np.ndarray, record: dict[str, Any], checkpoint: Path) -> np.ndarray:

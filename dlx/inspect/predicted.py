@@ -32,13 +32,14 @@ class TablePredictions:
     warnings: list[str] = field(default_factory=list)
 
 
-def check_output(rows: Path, out: Path) -> None:
+def check_output(source: Path, out: Path, what: str = "the file of rows") -> None:
+    """`out` must be a file dlx writes (by its suffix), writable, and not `source`, `what` dlx predict reads."""
     from dlx.data.table import table_format
 
     table_format(out, None)  # a DlxError unless the suffix names a format dlx writes
-    if out.exists() and out.resolve() == rows.resolve():
-        raise DlxError(f"--out {out} is the file of rows being read: dlx predict does not overwrite its input. "
-                       "Pass another --out.")
+    if out.exists() and out.resolve() == source.resolve():
+        raise DlxError(f"--out {out} is {what} being read: dlx predict does not overwrite its input. Pass another "
+                       "--out.")
     check_writable(out)
 
 
