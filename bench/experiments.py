@@ -79,8 +79,8 @@ def table() -> str:
     rows = ["| experiment | command | published | dlx, test split: mean ± sd over seeds | wall time per run | machine |",
             "| --- | --- | --- | --- | --- | --- |"]
     for name in sorted(path.stem for path in (ROOT / "conf" / "experiment").glob("*.yaml")):
-        if name.startswith("seq2seq_"):
-            continue  # encoder-decoders: measured by bench/seq2seq.py, in docs/results/seq2seq.md
+        if name.startswith(("seq2seq_", "python_", "fortunes_")):
+            continue  # sequences: measured by bench/seq2seq.py, language_model.py and text.py (docs/results/*.md)
         runs = [json.loads(path.read_text()) for path in sorted((RESULTS / name).glob("seed_*.json"))]
         published = f"{100 * PUBLISHED[name]:.2f}%" if name in PUBLISHED else "—"
         if not runs:

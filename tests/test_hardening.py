@@ -130,6 +130,18 @@ def test_a_second_run_in_a_folder_that_holds_one_is_refused_and_changes_nothing(
     assert (run / "train.log").read_text().count("Run folder:") == 1
 
 
+def test_a_run_that_failed_before_its_first_step_leaves_its_folder_to_the_corrected_command(workdir: Path) -> None:
+    """A misnamed column fails before training: the same command, corrected, runs in the same folder."""
+    (workdir / "rows.csv").write_text("".join(f"{i % 7},{i % 3},{'yes' if i % 2 else 'no'}\n" for i in range(60)))
+    (workdir / "rows.csv").write_text("a,b,label\n" + (workdir / "rows.csv").read_text())
+    table = ["dataset=table", "dataset.path=rows.csv", "model=ffn", "hydra.run.dir=run"]
+    stderr = failing("train", SMOKE, *table, "dataset.target=lable", cwd=workdir)
+    assert '"label"' in stderr and summary_of(workdir / "run")["status"] == "failed"
+    dlx("train", SMOKE, *table, "dataset.target=label", cwd=workdir)
+    assert summary_of(workdir / "run")["status"] == "completed"
+    assert (workdir / "run" / "train.log").read_text().count("Run folder:") == 1
+
+
 def test_a_run_folder_being_trained_is_refused_to_a_second_run(workdir: Path) -> None:
     first = start_dlx(["train", "trainer.max_epochs=400", "hydra.run.dir=run"], workdir)
     try:

@@ -135,7 +135,7 @@ def test_sample_draws_new_images_from_a_gan(gan_run: Path, classifier_run: Path,
     # torchvision's grid: 8 per row, 8x8 digits drawn 8 times larger, 2 pixels of padding.
     assert Image.open(tmp_path / "grid.png").size == (8 * 66 + 2, 2 * 66 + 2)
     stderr = failing("sample", str(classifier_run / "checkpoints" / "best.ckpt"), cwd=tmp_path)
-    assert "not a GAN" in stderr and "dlx predict" in stderr
+    assert "holds a FeedForward, neither a GAN nor a language model" in stderr and "dlx predict" in stderr
 
 
 def test_plot_overlays_runs_and_a_sweep_folder_means_its_jobs(classifier_run: Path, gan_run: Path,

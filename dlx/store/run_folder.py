@@ -96,6 +96,16 @@ def earlier_run(run_dir: Path) -> str | None:
     return None
 
 
+def failed_before_training(run_dir: Path) -> bool:
+    """Whether the run in `run_dir` failed before its first step (a typo in a key, a bad data file): it left
+    nothing worth keeping, and the user who fixed the mistake runs the same command again."""
+    summary = read_json(run_dir / "summary.json")
+    checkpoints = run_dir / "checkpoints"
+    return (isinstance(summary, dict) and summary.get("kind") != "sweep" and summary.get("status") == "failed"
+            and not summary.get("steps") and not (checkpoints.is_dir() and any(checkpoints.iterdir()))
+            and not (run_dir / "metrics.jsonl").exists())
+
+
 def clear_run_folder(run_dir: Path) -> None:
     """Remove what an earlier run wrote in `run_dir` (trainer.overwrite=true); links are removed, not followed."""
     for name in RUN_FILES:
@@ -114,7 +124,7 @@ def claim_run_folder(run_dir: Path, resume: str | None, overwrite: bool) -> RunF
     lock = lock_run_folder(run_dir)
     try:
         held = None if resume else earlier_run(run_dir)
-        if held and not overwrite:
+        if held and not overwrite and not failed_before_training(run_dir):
             raise DlxError(f"{run_dir} already holds {held}: a second run there would replace its checkpoints and "
                            "config and mix its metrics and log with the new ones. Resume it with trainer.resume=auto, "
                            "train in a new folder (drop hydra.run.dir, or name another), or pass "
