@@ -12,7 +12,6 @@ import sys
 import typer
 
 from dlx.cli import configs, evaluate, export, plot, predict, report, runs, study, train
-from dlx.sweep.command import run_train
 
 app = typer.Typer(
     name="dlx",
@@ -47,6 +46,8 @@ def main() -> None:
         if sys.argv[1:2] == ["train"]:
             # Every argument of `train` belongs to Hydra: skip Typer's parsing, whose imports cost a tenth
             # of a second that every run, and every job of a sweep of short runs, would pay.
+            from dlx.sweep.command import run_train
+
             sys.exit(run_train(sys.argv[2:]))
         app(prog_name="dlx")
     finally:

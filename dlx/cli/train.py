@@ -2,9 +2,9 @@
 
 import typer
 
-from dlx.sweep.command import run_train
-
 
 def train(ctx: typer.Context) -> None:
     """Train: dlx train [OVERRIDES...], e.g. dlx train model=cnn optimizer.lr=0.01; -m sweeps; --help lists configs."""
+    from dlx.sweep.command import run_train  # its imports are a train's, not every command's (`dlx --help`)
+
     raise typer.Exit(run_train(list(ctx.args)))

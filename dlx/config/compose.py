@@ -6,7 +6,7 @@ This uses Hydra's own search path, parser and composition; only the error messag
 
 import argparse
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
@@ -105,8 +105,10 @@ def preflight(args: list[str], check_values: bool, keep_going: bool = False) -> 
         if not parsed.multirun:
             refuse_sweeps_in_one_run(hydra, parsed.overrides)
         try:
+            # One run refuses a swept value (a=1,2 without -m), as Hydra's runner would: no sweep happens then.
             master = compose_or_explain(hydra, config_name, parsed.overrides,
-                                        RunMode.MULTIRUN if parsed.multirun else RunMode.RUN)
+                                        RunMode.MULTIRUN if parsed.multirun else RunMode.RUN,
+                                        validate_sweep_overrides=not parsed.multirun)
         except DlxError as err:
             if parsed.multirun and any(is_sweep(o) for o in parsed.overrides):
                 raise DlxError(f"{err} In a sweep, Hydra first composes the config the jobs share, without the swept "
@@ -128,7 +130,8 @@ def preflight(args: list[str], check_values: bool, keep_going: bool = False) -> 
             plan.sweeper_config = OmegaConf.to_container(master.hydra.sweeper, resolve=True)  # type: ignore[assignment]
         for overrides in plan.jobs:
             try:
-                cfg = compose_or_explain(hydra, config_name, overrides, RunMode.RUN)
+                # One run's config is the one just composed: the same overrides, in the same mode.
+                cfg = compose_or_explain(hydra, config_name, overrides, RunMode.RUN) if multirun else master
             except DlxError as err:  # Hydra itself would refuse to start such a sweep
                 if not keep_going:
                     raise
@@ -207,12 +210,52 @@ def compose_config(overrides: list[str], user_config_dir: str | os.PathLike | No
     return cfg
 
 
-def compose_or_explain(hydra: Any, config_name: str, overrides: list[str], run_mode: Any) -> DictConfig:
+def compose_or_explain(hydra: Any, config_name: str, overrides: list[str], run_mode: Any,
+                       validate_sweep_overrides: bool = False) -> DictConfig:
     try:
-        return hydra.compose_config(config_name, overrides, run_mode=run_mode, validate_sweep_overrides=False)
+        return hydra.compose_config(config_name, overrides, run_mode=run_mode,
+                                    validate_sweep_overrides=validate_sweep_overrides)
     except DlxError:
         raise
     except Exception as err:
         raise DlxError(explain_composition_error(err)) from err
 
 
+
+
+def runs_one_job_here(args: list[str], plan: Plan | None) -> bool:
+    """Whether `dlx train ARGS` is one run that run_one_job() can start with the config preflight composed (no
+    -m, --cfg, --help, --info; none of the flags that only Hydra's own runner reads)."""
+    parsed = parse_hydra_args(args)
+    return (plan is not None and not plan.multirun and len(plan.configs) == 1 and plan.configs[0] is not None
+            and parsed.cfg is None and not parsed.resolve and parsed.config_path is None
+            and parsed.experimental_rerun is None)
+
+
+def run_one_job(plan: Plan, args: list[str], task: Callable[[DictConfig], Any]) -> None:
+    """What `@hydra.main` does for one run (Hydra.run), on the config preflight composed and checked: Hydra's
+    logging and callbacks, the run folder and its .hydra/ record, `task` run in it, an error reported as Hydra
+    reports it (exit status 1). Hydra's own runner composes the config twice more (once to read hydra.mode, once
+    to run), each about a tenth of a second."""
+    from hydra._internal.callbacks import Callbacks
+    from hydra._internal.utils import run_and_report
+    from hydra.core.utils import configure_log, run_job
+    from hydra.types import HydraContext, RunMode
+
+    cfg = plan.configs[0]
+    assert cfg is not None  # runs_one_job_here() said so
+    parsed = parse_hydra_args(args)
+    config_name = parsed.config_name or "train"
+    with hydra_session(parsed.config_dir) as hydra:
+        def run() -> None:
+            configure_log(cfg.hydra.hydra_logging, cfg.hydra.verbose)
+            if cfg.hydra.mode is None:
+                cfg.hydra.mode = RunMode.RUN
+            callbacks = Callbacks(cfg)
+            callbacks.on_run_start(config=cfg, config_name=config_name)
+            done = run_job(hydra_context=HydraContext(config_loader=hydra.config_loader, callbacks=callbacks),
+                           task_function=task, config=cfg, job_dir_key="hydra.run.dir", job_subdir_key=None)
+            callbacks.on_run_end(config=cfg, config_name=config_name, job_return=done)
+            _ = done.return_value  # raises the job's exception, if it failed
+
+        run_and_report(run)

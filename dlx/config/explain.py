@@ -50,4 +50,9 @@ def explain_composition_error(err: Exception) -> str:
         return (f'There is no {group} option "{option}".{did_you_mean(option, options)} '
                 f"Choose one of: {format_choices(options)} (or add {group}/{option}.yaml to your --config-dir). "
                 f"{HELP_HINT}")
+    if str(err).startswith("Ambiguous value for argument '"):  # a swept value (key=a,b) in a single run
+        override = str(err).split("'")[1]
+        key, _, value = override.partition("=")
+        return (f"{override} gives one run several values. To sweep over them, add -m (dlx train -m ... {override}); "
+                f"for a list, write {key}=[{value}]; for a string with commas, quote it: {key}='\"{value}\"'.")
     return explain_omegaconf_error(err)

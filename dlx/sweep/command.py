@@ -24,7 +24,7 @@ from dlx.ui.console import print_error
 
 def run_train(args: list[str]) -> int:
     """`dlx train ARGS`: hand the arguments to Hydra's own runner; the exit status."""
-    from dlx.config.compose import parse_hydra_args, preflight
+    from dlx.config.compose import parse_hydra_args, preflight, run_one_job, runs_one_job_here
     from dlx.config.overrides import quote_override_value
     from dlx.config.schema import config_dir, register_schema_and_resolvers
     from dlx.parallel.rendezvous import agree_on_run_dir
@@ -65,11 +65,17 @@ def run_train(args: list[str]) -> int:
         print_error(err)
         return err.exit_code
 
-    import hydra
+    if runs_one_job_here(args, plan):
+        assert plan is not None  # one job, composed
 
-    register_schema_and_resolvers()
-    sys.argv = ["dlx train", *args]  # @hydra.main reads its flags and overrides from sys.argv
-    run = hydra.main(config_path=str(config_dir()), config_name="train", version_base="1.3")(train_job)
+        def run() -> None:
+            run_one_job(plan, args, train_job)
+    else:
+        import hydra
+
+        register_schema_and_resolvers()
+        sys.argv = ["dlx train", *args]  # @hydra.main reads its flags and overrides from sys.argv
+        run = hydra.main(config_path=str(config_dir()), config_name="train", version_base="1.3")(train_job)
     try:
         with held or contextlib.nullcontext(), stopping_by_signals(plan, sweeping) as received:
             run()
