@@ -4,6 +4,7 @@
     python bench/run.py --device cuda         # the same jobs on a GPU
     python bench/run.py --markdown bench/RESULTS.md   # also write the results as a Markdown report
     python bench/run.py --baseline fb5e40c    # also time dlx as it was at a git revision: no slowdown?
+    python bench/run.py --compile             # also time dlx with trainer.compile=true (torch.compile)
 
 Jobs: the tutorial's FFN (3000 steps of batch 100, a validation every 500) and a small CNN (2 epochs), on
 Fashion-MNIST when /usr/share/datasets/fashion-mnist exists (Debian: dataset-fashion-mnist), else on digits.
@@ -17,6 +18,9 @@ round (reference, current, baseline; then baseline, current, reference), so that
 both evenly. The report adds a table of the current code against the baseline and a target per job: wall time
 at most 1.05x the baseline's (a margin for the noise between runs of the same code), which, like the other
 targets, makes the exit status non-zero when missed.
+
+--compile runs each job once more in every round as dlx with trainer.compile=true, and adds a table of it against
+plain dlx (no target: it says where compiling pays, compile time included in the wall time, not in samples/s).
 """
 
 import argparse
@@ -82,10 +86,10 @@ def measure(command: list[str], cwd: Path, code: Path | None = None) -> dict[str
     return {"wall_s": wall, "peak_mib": usage.ru_maxrss / 1024}  # ru_maxrss is in KiB on Linux
 
 
-def dlx_command(job: str, data: str, device: str, folder: Path) -> list[str]:
+def dlx_command(job: str, data: str, device: str, folder: Path, compiled: bool = False) -> list[str]:
     """The dlx training command for one job, writing its run into `folder`; the same for every dlx tree."""
     dataset = (["dataset=fashion_mnist", f"dataset.root={data}"] if data != "digits" else ["dataset=digits"])
-    common = [f"trainer.device={device}", f"hydra.run.dir={folder}"]
+    common = [f"trainer.device={device}", f"hydra.run.dir={folder}", *(["trainer.compile=true"] if compiled else [])]
     if job == "ffn":
         dlx = ["+experiment=tutorial_ffn", *dataset, *common]
     else:
@@ -98,25 +102,27 @@ def reference_command(job: str, data: str, device: str) -> list[str]:
     return [sys.executable, str(HERE / "reference.py"), "--job", job, "--data", data, "--device", device]
 
 
-def run_job(job: str, data: str, device: str, code: Path | None, scratch: Path) -> dict[str, float]:
+def run_job(job: str, data: str, device: str, code: Path | None, scratch: Path,
+            compiled: bool = False) -> dict[str, float]:
     """One training process in a fresh folder (so that no run sees another's outputs): dlx from the source tree
-    `code`, or the reference when it is None; its wall time, peak memory, throughput and test accuracy."""
+    `code` (with trainer.compile=true when `compiled`), or the reference when it is None; its wall time, peak
+    memory, throughput and test accuracy."""
     folder = Path(tempfile.mkdtemp(dir=scratch))
     if code is None:
         measured = measure(reference_command(job, data, device), folder)
         reported = json.loads((folder / "stdout.txt").read_text().strip().splitlines()[-1])
         return measured | {"samples_per_sec": reported["samples_per_sec"], "test_acc": reported["test_acc"]}
-    measured = measure(dlx_command(job, data, device, folder / "run"), folder, code)
+    measured = measure(dlx_command(job, data, device, folder / "run", compiled), folder, code)
     summary = json.loads((folder / "run" / "summary.json").read_text())
     return measured | {"samples_per_sec": summary["samples_per_sec"], "test_acc": summary["test"]["acc"]}
 
 
-def running_order(number: int, baseline: Path | None) -> list[Contender]:
-    """Who runs when in round `number` (from 0). With a baseline the order turns around every other round, so that
-    a machine getting faster or slower within a round favours neither the current code nor the baseline's."""
-    if baseline is None:
-        return [("dlx", REPO), ("reference", None)]
-    order: list[Contender] = [("reference", None), ("dlx", REPO), ("baseline", baseline)]
+def running_order(number: int, baseline: Path | None, compiled: bool = False) -> list[Contender]:
+    """Who runs when in round `number` (from 0). The order turns around every other round, so that a machine
+    getting faster or slower within a round favours no contender."""
+    order: list[Contender] = [("reference", None), ("dlx", REPO)]
+    order += [("baseline", baseline)] if baseline is not None else []
+    order += [("compiled", REPO)] if compiled else []
     return order if number % 2 == 0 else order[::-1]
 
 
@@ -124,10 +130,10 @@ def one_round(data: str, device: str, scratch: Path, order: list[Contender]) -> 
     results = {}
     for job in JOBS:
         for name, code in order:
-            results[f"{job}/{name}"] = run_job(job, data, device, code, scratch)
+            results[f"{job}/{name}"] = run_job(job, data, device, code, scratch, compiled=name == "compiled")
     for name, command in STARTUP.items():
         results[name] = measure([sys.executable, "-m", "dlx", *command], scratch, REPO)
-        for contender, code in order:
+        for contender, code in order:  # the compiled contender starts as plain dlx does: not timed twice
             if contender == "baseline":  # the restructured code must not start slower either
                 results[f"{name}/baseline"] = measure([sys.executable, "-m", "dlx", *command], scratch, code)
     return results
@@ -182,6 +188,9 @@ def report(m: dict[str, dict[str, float]], rounds: int, data: str, device: str,
     """The results as Markdown; `versions` names the revisions of the current code and the baseline, if one ran."""
     lines = [f"Machine: {machine(device)}. Data: {'Fashion-MNIST' if data != 'digits' else 'digits'}; device "
              f"{device}; median of {rounds} rounds.", "", *comparison(m, "dlx", "reference", ("dlx", "ref"))]
+    if "ffn/compiled" in m:
+        lines += ["", "With `trainer.compile=true` (compiled) against without (dlx): wall time includes compiling.",
+                  "", *comparison(m, "compiled", "dlx", ("compiled", "dlx"))]
     if versions is not None:
         lines += ["", f"Against the baseline: current is the working tree at {versions[0]}, baseline is "
                       f"{versions[1]}.", "", *comparison(m, "dlx", "baseline", ("current", "baseline"))]
@@ -241,6 +250,7 @@ def main() -> None:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--markdown", type=Path, help="also write the report to this file")
     parser.add_argument("--baseline", metavar="REV", help="also time dlx at this git revision (a commit, tag, HEAD~1)")
+    parser.add_argument("--compile", action="store_true", help="also time dlx with trainer.compile=true")
     args = parser.parse_args()
     # A SIGTERM becomes an exception like Ctrl-C, so that the temporary folders and the worktree are removed.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(128 + signal.SIGTERM))
@@ -256,13 +266,14 @@ def main() -> None:
                 print(f"{name}: dlx from {imported} ({revision(tree)})", file=sys.stderr)
         versions = (revision(REPO), f"{args.baseline} ({revision(baseline)})") if baseline is not None else None
         for number in range(args.rounds):
-            rounds.append(one_round(data, args.device, scratch, running_order(number, baseline)))
+            rounds.append(one_round(data, args.device, scratch, running_order(number, baseline, args.compile)))
             print(f"round {number + 1}/{args.rounds} done", file=sys.stderr)
     text = report(median_of(rounds), args.rounds, data, args.device, versions)
     print(text)
     if args.markdown:
         command = f"python bench/run.py --rounds {args.rounds} --device {args.device}"
         command += f" --baseline {args.baseline}" if args.baseline else ""
+        command += " --compile" if args.compile else ""
         args.markdown.write_text(f"# Benchmark results\n\nMeasured {time.strftime('%Y-%m-%d')} with "
                                  f"`{command}`.\n\n{text}\n")
     if not all(met for _, _, met in verdicts(median_of(rounds)).values()):

@@ -221,8 +221,6 @@ def compose_or_explain(hydra: Any, config_name: str, overrides: list[str], run_m
         raise DlxError(explain_composition_error(err)) from err
 
 
-
-
 def runs_one_job_here(args: list[str], plan: Plan | None) -> bool:
     """Whether `dlx train ARGS` is one run that run_one_job() can start with the config preflight composed (no
     -m, --cfg, --help, --info; none of the flags that only Hydra's own runner reads)."""

@@ -15,6 +15,7 @@ RESUME_KEYS_IGNORED = {"trainer.resume", "trainer.resume_allow_changes", "traine
 # Keys that later versions of dlx added, with the value that reproduces what older versions did: a checkpoint
 # whose config lacks one was trained with that value, so resuming it with that value changes nothing.
 ADDED_KEYS_DEFAULTS = {"trainer.devices": 1, "trainer.precision": "32", "trainer.deterministic": False,
+                       "trainer.compile": False,
                        "augment.hflip": False, "augment.shift": 0,
                        # the recurrent and Transformer classifiers' keys for text: None reads numbers, as before
                        "model.vocab_size": None, "model.embedding_dim": 64}

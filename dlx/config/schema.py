@@ -38,6 +38,7 @@ class TrainerConfig:
     threads: Optional[int] = MISSING
     precision: str = MISSING
     deterministic: bool = MISSING
+    compile: bool = MISSING
     monitor: MonitorConfig = field(default_factory=MonitorConfig)
     smoke: bool = MISSING
     patience: Optional[int] = MISSING

@@ -42,12 +42,24 @@ class Split(Protocol):
         """Every target of the split, in sample order (small: one value per sample)."""
 
 
+def scaled(x: torch.Tensor) -> torch.Tensor:
+    """Inputs as numbers: uint8 pixels scaled to [0, 1] by the one float32 division every image path makes (so a
+    byte gives the same number whichever path read it); anything else as it is."""
+    return x.float().div_(255.0) if x.dtype == torch.uint8 else x
+
+
 @dataclass
 class InMemory:
-    """A split held as two tensors: inputs (N, ...) and targets (N,) or (N, T)."""
+    """A split held as two tensors: inputs (N, ...) and targets (N,) or (N, T).
+
+    Images are held as they arrive when that is uint8 pixels (IDX files, image folders, CIFAR): a quarter of the
+    memory of float32. Each batch is then scaled to [0, 1] (dlx.data.scaled) and, once prepared, mapped by the
+    task's `inputs`, on the device; other inputs are mapped once, whole. The same numbers either way: the
+    mapping is element-wise."""
 
     x: torch.Tensor
     y: torch.Tensor
+    inputs: Inputs | None = None  # uint8 pixels, prepared: the task's mapping, which each batch goes through
 
     def __len__(self) -> int:
         return len(self.x)
@@ -57,11 +69,14 @@ class InMemory:
         return list(self.x.shape[1:])
 
     def batches(self, indices: Sequence[BatchIndex]) -> Iterator[Batch]:
-        return ((self.x[index], self.y[index]) for index in indices)
+        if self.x.dtype != torch.uint8:
+            return ((self.x[index], self.y[index]) for index in indices)
+        inputs = self.inputs or (lambda x: x)
+        return ((inputs(scaled(self.x[index])), self.y[index]) for index in indices)
 
     def prepared(self, inputs: Inputs, device: str, loading: Loading) -> "InMemory":
-        # Mapped once here for the whole split rather than batch by batch: the same numbers, as the mapping
-        # is element-wise.
+        if self.x.dtype == torch.uint8:
+            return InMemory(self.x.to(device), self.y.to(device), inputs)
         return InMemory(inputs(self.x.to(device)), self.y.to(device))
 
     def labels(self) -> torch.Tensor:
@@ -79,8 +94,9 @@ def as_split(split: "Split | tuple[torch.Tensor, torch.Tensor]") -> Split:
 class DataSplits:
     """Train, validation and test splits, and what a model and `dlx predict` need to know of them.
 
-    Images are float32 in [0, 1] with shape (N, C, H, W) and `pixel_mean`/`pixel_std` per channel, measured
-    on the training split; the task normalises with them. Text is int64 token ids (N, length), padded with 0, with
+    Images have shape (N, C, H, W), as uint8 pixels (0..255, scaled to [0, 1] batch by batch: dlx.data.scaled)
+    or float32 in [0, 1], and `pixel_mean`/`pixel_std` per channel, measured on the training split in [0, 1];
+    the task normalises with them. Text is int64 token ids (N, length), padded with 0, with
     the `tokenizer` that made them. Tabular features come already standardised, with
     `preprocessing` recording how (plain values, saved in every checkpoint, so that new rows are treated as
     training's were). Classification targets are int64 class indices, regression targets float32 (N, T).
@@ -164,16 +180,24 @@ def image_splits(
     class_names: list[str],
     max_value: float = 255.0,
 ) -> DataSplits:
-    """DataSplits from uint8-like images (N, C, H, W) and integer labels, validation held out of train."""
+    """DataSplits from images (N, C, H, W) of values 0..max_value and integer labels, validation held out of
+    train. uint8 pixels (max_value 255) are kept as they are (InMemory scales them batch by batch); others
+    become float32 in [0, 1]."""
     x_train, y_train, x_val, y_val = hold_out(*train, val_fraction, split_seed, stratify=True)
+    pixels = max_value == 255 and np.asarray(train[0]).dtype == np.uint8
 
     def tensors(x: np.ndarray, y: np.ndarray) -> InMemory:
-        images = torch.from_numpy(x.astype(np.float32)).div_(max_value)  # astype copies: IDX arrays are read-only
+        # Both copy (IDX arrays are read-only views of the file's bytes).
+        images = torch.tensor(x) if pixels else torch.from_numpy(x.astype(np.float32)).div_(max_value)
         return InMemory(images, torch.from_numpy(np.asarray(y).astype(np.int64)))
 
     train_t = tensors(x_train, y_train)
-    mean = train_t.x.mean(dim=(0, 2, 3))
-    std = train_t.x.std(dim=(0, 2, 3)).clamp_min(1e-6)
+    # Measured on the float32 values the model's inputs are made of, as they always were, so that the statistics
+    # (which checkpoints record, and `dlx eval` compares) stay the same to the last bit; the copy is then freed.
+    values = scaled(train_t.x)
+    mean = values.mean(dim=(0, 2, 3))
+    std = values.std(dim=(0, 2, 3)).clamp_min(1e-6)
+    del values
     return DataSplits(
         train=train_t,
         val=tensors(x_val, y_val),

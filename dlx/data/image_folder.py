@@ -207,8 +207,8 @@ class SplitOf(Dataset):
 
 
 def in_memory_split(pixels: np.ndarray, labels: torch.Tensor, index: np.ndarray) -> InMemory:
-    # float32 in [0, 1] as dlx.data.streamed scales a streamed batch: the same numbers either way.
-    x = torch.from_numpy(np.ascontiguousarray(pixels[index])).float().div_(255.0)
+    # uint8, scaled batch by batch as dlx.data.streamed scales a streamed batch: the same numbers either way.
+    x = torch.from_numpy(np.ascontiguousarray(pixels[index]))
     return InMemory(x, labels[torch.from_numpy(index)])
 
 

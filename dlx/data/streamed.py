@@ -15,7 +15,7 @@ from typing import Any
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from dlx.data import Batch, BatchIndex, Inputs, Loading
+from dlx.data import Batch, BatchIndex, Inputs, Loading, scaled
 from dlx.errors import DlxError
 
 Sample = tuple[torch.Tensor, int]
@@ -118,8 +118,8 @@ class Streamed:
             if isinstance(batch, ReadError):
                 raise self.on_read_error(batch.message)
             pixels, labels = batch
-            # As the in-memory path scales uint8 pixels to [0, 1] (dlx.data.image_folder): the same numbers.
-            x = pixels.to(self.device, non_blocking=pin).float().div_(255.0)
+            # Scaled on the device as the in-memory path scales its batches: the same numbers.
+            x = scaled(pixels.to(self.device, non_blocking=pin))
             yield self.inputs(x), labels.to(self.device, non_blocking=pin)
 
     def index_list(self, index: BatchIndex) -> list[int]:

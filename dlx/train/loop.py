@@ -9,7 +9,7 @@ every rank takes the same decisions; rank 0 alone writes files.
 import math
 import time
 from collections.abc import Callable
-from contextlib import AbstractContextManager
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
@@ -23,6 +23,7 @@ from dlx.parallel.world import World
 from dlx.store.metrics import MetricsLog, finite
 from dlx.train.augment import Augment
 from dlx.train.checkpointing import CheckpointWriter
+from dlx.train.compiling import CompileFailures, compiled
 from dlx.train.evaluate import evaluate
 from dlx.train.monitor import BestMonitor, IntervalMeter
 from dlx.train.signals import SAVE_NOW, Interrupted
@@ -87,14 +88,21 @@ class Loop:
     stop_requested: Callable[[], int]  # the signal number once the user asked to stop (SIGINT, SIGTERM), SAVE_NOW, or 0
     augment: Augment | None = None  # flips, shifts: changes each training batch before the model sees it
     pruning: Pruning | None = None  # a search's trial: may stop the run after a validation
+    compile: bool = False  # trainer.compile: the steps call the model through torch.compile
     train_model: nn.Module = field(init=False)  # what the steps call: under DDP, the model in its wrapper
+    compile_failures: AbstractContextManager = field(init=False)  # explains them; nothing when not compiling
     meter: IntervalMeter = field(init=False)
     started: float = field(init=False)
 
     def __post_init__(self) -> None:
-        # Under DDP the model (or the GAN's two networks) in DistributedDataParallel; its parameters are the
-        # model's own tensors.
-        self.train_model = self.task.training_view(self.model, self.world.wrap) if self.world.size > 1 else self.model
+        # Under DDP the model (or the GAN's two networks) in DistributedDataParallel, and compiled around it when
+        # asked (torch.compile of the wrapper, so that DDP's gradient buckets are kept); the parameters are the
+        # model's own tensors either way.
+        wrap = self.world.wrap if self.world.size > 1 else None
+        if self.compile:
+            wrap = (lambda module: compiled(self.world.wrap(module))) if wrap else compiled
+        self.train_model = self.task.training_view(self.model, wrap) if wrap else self.model
+        self.compile_failures = CompileFailures(type(self.model).__name__) if self.compile else nullcontext()
         self.meter = IntervalMeter(self.world, drop_nonfinite=self.updater.skip_nonfinite)
         self.started = time.perf_counter()
 
@@ -108,7 +116,7 @@ class Loop:
         x, y = batch
         if self.augment:
             x = self.augment(x)
-        with self.mixed_precision:
+        with self.mixed_precision, self.compile_failures:
             values = self.task.train_step(self.train_model, x, y, self.updater)
         self.state.step += 1
         self.meter.add(values, len(x))

@@ -254,7 +254,7 @@ def make_loop(parts: RunParts, trainer: DictConfig, state: TrainState, run_dir: 
                 metrics_log=metrics_log, progress=progress, world=world, state=state, run_dir=run_dir,
                 device=parts.device, seed=trainer.seed, eval_batch_size=trainer.eval_batch_size,
                 mixed_precision=autocast(parts.device, trainer.precision), stop_requested=stop_requested,
-                augment=parts.augment, pruning=pruning)
+                augment=parts.augment, pruning=pruning, compile=trainer.compile)
 
 
 def count_parameters(model: torch.nn.Module) -> int:
