@@ -11,7 +11,7 @@ def compiled(module: nn.Module) -> nn.Module:
     """`module` compiled on its first call, and again for each new input shape (the last, smaller batch of an
     epoch; a text batch of another length once, after which torch marks the length dynamic). Its parameters are
     the module's own tensors: the optimizer updates them, and `module.state_dict()` is unchanged."""
-    return torch.compile(module)
+    return torch.compile(module)  # type: ignore[return-value]  # an OptimizedModule, typed as a callable
 
 
 class CompileFailures:
