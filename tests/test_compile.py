@@ -17,6 +17,7 @@ COMPILED_FFN = ["model=ffn", "model.hidden_sizes=[64]", "model.dropout=0.2", "tr
                 "trainer.max_epochs=3", "trainer.log_every=1", "trainer.checkpoint_every=5", "trainer.eval_every=30"]
 
 
+@pytest.mark.slow
 def test_a_compiled_run_saves_the_plain_model_and_trains_as_the_eager_one(workdir: Path) -> None:
     plain = ["model=ffn", "model.hidden_sizes=[64]", "trainer.max_steps=40", "trainer.log_every=1"]
     dlx("train", *plain, "trainer.compile=true", "hydra.run.dir=compiled", cwd=workdir)

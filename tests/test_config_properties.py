@@ -1,6 +1,7 @@
 """Property-based: random overrides either compose to a config that passes every check, or fail with a
 DlxError (one clear paragraph), never with another exception or a traceback."""
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -33,6 +34,7 @@ OVERRIDE = st.one_of(
 )
 
 
+@pytest.mark.slow
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.lists(OVERRIDE, max_size=4))
 def test_random_overrides_compose_or_fail_with_a_clear_error(overrides: list[str]) -> None:

@@ -117,6 +117,7 @@ def mnist_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     return cwd, latest_run(cwd)
 
 
+@pytest.mark.slow
 def test_train_and_eval_on_idx_files(mnist_run: tuple[Path, Path]) -> None:
     cwd, run = mnist_run
     summary = summary_of(run)

@@ -39,6 +39,7 @@ def assert_eval_reproduces(run: Path, summary: dict, cwd: Path) -> None:
     assert json.loads(result.stdout)["metrics"] == summary["test"]  # exactly: the batches' sums added in order
 
 
+@pytest.mark.slow
 def test_two_processes_train_one_run_that_a_single_process_evaluates(workdir: Path) -> None:
     # A sequence model (LSTM); test batches of 100: the 359 test digits make 4 batches, shared by the two ranks.
     result = dlx("train", "model=lstm", "model.hidden_size=32", "trainer.devices=2", "trainer.eval_batch_size=100",
@@ -76,6 +77,7 @@ def test_two_processes_follow_one_process_with_twice_the_batch(workdir: Path) ->
         assert torch.allclose(weights_two[key], weights_one[key], rtol=1e-5, atol=1e-6), key
 
 
+@pytest.mark.slow
 def test_torchrun_trains_one_run_in_one_folder(workdir: Path) -> None:
     """Each rank composes its own config; rank 0's run folder (named by the time and a random id) is used by all."""
     result = subprocess.run(
@@ -89,6 +91,7 @@ def test_torchrun_trains_one_run_in_one_folder(workdir: Path) -> None:
     assert_eval_reproduces(runs[0].parent, summary, workdir)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("how", ["SIGTERM to the launching process", "Ctrl-C in a terminal"])
 def test_a_signal_stops_every_rank_after_the_same_step(how: str, workdir: Path) -> None:
     # The GAN, whose two networks are synchronised separately, resumes to the end after SIGTERM.
@@ -157,6 +160,7 @@ def submitit_job(args: list[str]) -> int:
     return run_train(args)
 
 
+@pytest.mark.slow
 def test_submitit_tasks_train_one_run(workdir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """submitit's local executor starts the two tasks as SLURM would (one process per task, its rank in the
     environment); no folder is named, so the tasks must agree on rank 0's."""
@@ -189,6 +193,7 @@ def torchrun(*options: str, args: list[str], cwd: Path, env: dict | None = None)
                             stderr=subprocess.PIPE, stdin=subprocess.DEVNULL)
 
 
+@pytest.mark.slow
 def test_two_torchrun_agents_as_two_nodes_train_one_run(workdir: Path) -> None:
     """Two machines, as two torchrun agents in folders of their own (each one's disk), one process each, meeting
     through c10d rendezvous on 127.0.0.1: one run, written by rank 0 alone, on the trajectory of one process

@@ -5,6 +5,7 @@ same format). Their accuracies and times are measured by bench/experiments.py, n
 import json
 from pathlib import Path
 
+import pytest
 from conftest import JSON_SOURCES, dlx
 from test_data_and_safety import write_mnist_folder
 from test_seq2seq import number_words
@@ -12,6 +13,7 @@ from test_seq2seq import number_words
 from dlx.config.schema import config_dir
 
 
+@pytest.mark.slow
 def test_every_experiment_runs_from_its_command(tmp_path: Path) -> None:
     experiments = sorted(path.stem for path in (config_dir() / "experiment").glob("*.yaml"))
     assert {"tutorial_ffn", "tutorial_cnn", "tutorial_lstm", "tutorial_gan", "fashion_mlp", "fashion_cnn",

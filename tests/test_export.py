@@ -17,6 +17,7 @@ pytest_plugins = ["trained_runs"]
 USER_ERROR = 2
 
 
+@pytest.mark.slow
 def test_onnx_export_runs_in_onnxruntime_as_the_checkpoint_does(classifier_run: Path, classifier_test_outputs: dict,
                                                                  tmp_path: Path) -> None:
     import onnxruntime
@@ -59,6 +60,7 @@ def test_torchscript_export_reloads_and_gives_the_checkpoint_s_outputs(classifie
     assert json.loads(extra["dlx.json"])["dlx.checkpoint"] == str(checkpoint)
 
 
+@pytest.mark.slow
 def test_export_refuses_unknown_formats_unwritable_files_and_missing_libraries(classifier_run: Path,
                                                                                tmp_path: Path) -> None:
     checkpoint = str(classifier_run / "checkpoints" / "best.ckpt")

@@ -30,6 +30,7 @@ def test_the_score_is_the_number_of_classes_for_sharp_even_samples_and_one_for_a
         math.log(5) / math.log(10))
 
 
+@pytest.mark.slow
 def test_eval_scores_a_gan_with_a_classifier_of_the_same_data(gan_run: Path, classifier_run: Path,
                                                              tmp_path: Path) -> None:
     gan, classifier = gan_run / "checkpoints" / "best.ckpt", classifier_run / "checkpoints" / "best.ckpt"

@@ -79,6 +79,7 @@ def stop_a_parallel_sweep(workdir: Path, launcher: list[str], how: str) -> tuple
     return process, stderr, pids
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("how", ["SIGTERM", "Ctrl-C to the process group"])
 def test_a_stopped_joblib_sweep_stops_its_workers_which_save_and_it_says_how_to_continue(workdir: Path,
                                                                                           how: str) -> None:
@@ -112,6 +113,7 @@ def test_sigterm_to_a_submitit_local_sweep_stops_its_jobs_which_save(workdir: Pa
 # --- 2. Two runs in one run folder ------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_a_second_run_in_a_folder_that_holds_one_is_refused_and_changes_nothing(workdir: Path) -> None:
     dlx("train", SMOKE, "hydra.run.dir=run", cwd=workdir)
     run = workdir / "run"
@@ -130,6 +132,7 @@ def test_a_second_run_in_a_folder_that_holds_one_is_refused_and_changes_nothing(
     assert (run / "train.log").read_text().count("Run folder:") == 1
 
 
+@pytest.mark.slow
 def test_a_run_that_failed_before_its_first_step_leaves_its_folder_to_the_corrected_command(workdir: Path) -> None:
     """A misnamed column fails before training: the same command, corrected, runs in the same folder."""
     (workdir / "rows.csv").write_text("".join(f"{i % 7},{i % 3},{'yes' if i % 2 else 'no'}\n" for i in range(60)))
@@ -142,6 +145,7 @@ def test_a_run_that_failed_before_its_first_step_leaves_its_folder_to_the_correc
     assert (workdir / "run" / "train.log").read_text().count("Run folder:") == 1
 
 
+@pytest.mark.slow
 def test_a_run_folder_being_trained_is_refused_to_a_second_run(workdir: Path) -> None:
     first = start_dlx(["train", "trainer.max_epochs=400", "hydra.run.dir=run"], workdir)
     try:
@@ -163,6 +167,7 @@ def smoke_run(workdir: Path) -> Path:
     return workdir / "run"
 
 
+@pytest.mark.slow
 def test_a_report_embeds_no_file_a_link_in_the_run_folder_points_to(workdir: Path, smoke_run: Path) -> None:
     pytest.importorskip("matplotlib")
     from PIL import Image
@@ -182,6 +187,7 @@ def test_a_report_embeds_no_file_a_link_in_the_run_folder_points_to(workdir: Pat
     assert page.count("is a symbolic link") == 2
 
 
+@pytest.mark.slow
 def test_resume_and_eval_write_no_file_through_a_link(workdir: Path, smoke_run: Path) -> None:
     victims = {}
     for name in ("config.yaml", "model_summary.txt"):
@@ -243,6 +249,7 @@ def test_mistakes_that_were_tracebacks_or_misleading_are_one_paragraph(workdir: 
         assert fragment in stderr, f"{fragment!r} not in:\n{stderr}"
 
 
+@pytest.mark.slow
 def test_a_checkpoints_folder_that_became_read_only_stops_the_run_before_its_first_step(workdir: Path) -> None:
     dlx("train", "trainer.max_epochs=1", "hydra.run.dir=run", cwd=workdir)
     checkpoints = workdir / "run" / "checkpoints"
@@ -308,6 +315,7 @@ def test_idx_files_that_do_not_fit_are_named(workdir: Path, make, fragments: lis
 # --- 6. Messages that named the wrong cause ---------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_eval_and_predict_take_a_run_folder(workdir: Path, smoke_run: Path) -> None:
     evaluated = json.loads(dlx("eval", "run", "--json", cwd=workdir).stdout)
     assert evaluated["checkpoint"] == str(Path("run") / "checkpoints" / "best.ckpt")
@@ -334,6 +342,7 @@ def test_ctrl_c_while_the_best_checkpoint_is_tested_says_so_and_how_to_finish(wo
     assert summary_of(workdir / "run")["status"] == "interrupted"
 
 
+@pytest.mark.slow
 def test_resume_auto_with_every_checkpoint_damaged_refuses_unless_told_to_start_over(workdir: Path,
                                                                                      smoke_run: Path) -> None:
     for path in (smoke_run / "checkpoints").glob("*.ckpt"):
@@ -407,6 +416,7 @@ def test_a_narrow_terminal_keeps_the_step_and_the_loss(workdir: Path) -> None:
     assert any("/63" in line and "loss" in line for line in bars), bars[-5:]
 
 
+@pytest.mark.slow
 def test_control_characters_in_file_names_are_escaped(workdir: Path, smoke_run: Path) -> None:
     from PIL import Image
 
@@ -421,6 +431,7 @@ def test_control_characters_in_file_names_are_escaped(workdir: Path, smoke_run: 
 # --- More cases a careless or hostile user tries (each broke before: a traceback, a hang, a wrong cause) ---------
 
 
+@pytest.mark.slow
 def test_files_that_are_not_what_their_names_say_are_refused_without_hanging(workdir: Path, smoke_run: Path) -> None:
     os.mkfifo(workdir / "pipe.png")  # reading a pipe waits for a writer forever
     assert "is not a regular file" in failing("predict", "run", "pipe.png", cwd=workdir)
@@ -432,6 +443,7 @@ def test_files_that_are_not_what_their_names_say_are_refused_without_hanging(wor
     assert [row["run"] for row in json.loads(result.stdout)] == ["good"] and "not a regular file" in result.stderr
 
 
+@pytest.mark.slow
 def test_run_folders_named_carelessly_are_refused_before_anything_is_written(workdir: Path, smoke_run: Path) -> None:
     assert "no checkpoint file there" in failing("train", SMOKE, "trainer.resume=typo.ckpt", cwd=workdir)
     assert "The run folder is empty" in failing("train", SMOKE, "hydra.run.dir=", cwd=workdir)
@@ -444,6 +456,7 @@ def test_run_folders_named_carelessly_are_refused_before_anything_is_written(wor
     assert "leads nowhere or to itself" in failing("report", "loop", cwd=workdir)
 
 
+@pytest.mark.slow
 def test_resume_takes_a_run_folder_and_continues_in_it(workdir: Path, smoke_run: Path) -> None:
     result = dlx("train", SMOKE, "trainer.resume=run", cwd=workdir)
     assert f"Resumed from {smoke_run.resolve() / 'checkpoints' / 'last.ckpt'}" in result.stdout

@@ -150,6 +150,7 @@ def test_predict_refuses_a_decompression_bomb_in_a_paragraph(in_memory_run: Path
     assert "decompression bomb" in result.stderr and "Traceback" not in result.stderr
 
 
+@pytest.mark.slow
 def test_the_decoded_cache_is_reused_and_rebuilt_when_a_file_changes(tmp_path: Path) -> None:
     root = write_folder(tmp_path / "data", per_class=12)
     cache = tmp_path / "cache"
@@ -169,6 +170,7 @@ def test_the_decoded_cache_is_reused_and_rebuilt_when_a_file_changes(tmp_path: P
     assert new_state != state and (new_state / "decoded-1x16x16.npy").is_file()
 
 
+@pytest.mark.slow
 def test_streamed_and_in_memory_train_the_same_weights(in_memory_run: Path, shapes: Path, tmp_path: Path) -> None:
     dlx(*train_args(shapes, "dataset.in_memory=false", "trainer.num_workers=2", f"dataset.cache_dir={tmp_path}",
                     "hydra.run.dir=streamed"), cwd=tmp_path)
@@ -181,6 +183,7 @@ def test_streamed_and_in_memory_train_the_same_weights(in_memory_run: Path, shap
     assert evaluated["metrics"] == summary_of(in_memory_run)["test"]
 
 
+@pytest.mark.slow
 def test_sigkill_mid_epoch_with_workers_reading_then_resume_is_bit_identical(in_memory_run: Path, shapes: Path,
                                                                           tmp_path: Path) -> None:
     args = train_args(shapes, "dataset.in_memory=false", "trainer.num_workers=2", f"dataset.cache_dir={tmp_path}",
@@ -214,6 +217,7 @@ def test_a_stop_signal_to_the_process_group_saves_and_says_how_to_resume(signal_
     assert load_checkpoint(tmp_path / "run" / "checkpoints" / "last.ckpt")["state"]["step"] >= 15
 
 
+@pytest.mark.slow
 def test_two_ddp_processes_share_a_streamed_folder(shapes: Path, tmp_path: Path) -> None:
     common = ["trainer.devices=2", "trainer.max_epochs=2", f"dataset.cache_dir={tmp_path / 'cache'}"]
     dlx(*train_args(shapes, *common, "dataset.in_memory=false", "trainer.num_workers=1", "hydra.run.dir=streamed"),

@@ -46,6 +46,7 @@ def test_tensorboard_gets_the_gans_sample_images(workdir: Path) -> None:
     assert images[0].width > 8 and images[0].height > 8
 
 
+@pytest.mark.slow
 def test_mlflow_records_params_metrics_and_the_best_checkpoint(workdir: Path) -> None:
     from mlflow import MlflowClient
 
@@ -64,6 +65,7 @@ def test_mlflow_records_params_metrics_and_the_best_checkpoint(workdir: Path) ->
                       .read_text())["test"] == summary_of(run_dir)["test"]
 
 
+@pytest.mark.slow
 def test_mlflow_uses_the_tracking_uri_of_the_environment(workdir: Path) -> None:
     from mlflow import MlflowClient
 

@@ -37,6 +37,7 @@ def has_colour(png: Path, rgb: tuple[int, int, int], tolerance: int = 10, at_lea
 MATPLOTLIB_C0, MATPLOTLIB_C1 = (31, 119, 180), (255, 127, 14)  # the first two colours of matplotlib's cycle
 
 
+@pytest.mark.slow
 def test_eval_reports_precision_recall_f1_and_confusion_matrix(classifier_run: Path, classifier_test_outputs: dict,
                                                                 tmp_path: Path) -> None:
     from sklearn.metrics import precision_recall_fscore_support
@@ -113,6 +114,7 @@ def test_predict_gives_the_classes_eval_s_model_gives(classifier_run: Path, clas
     assert predictions[16]["class"] in [str(c) for c in range(10)]
 
 
+@pytest.mark.slow
 def test_predict_refuses_what_it_cannot_classify(classifier_run: Path, gan_run: Path, tmp_path: Path) -> None:
     checkpoint = classifier_run / "checkpoints" / "best.ckpt"
     (tmp_path / "notes.png").write_text("not an image")

@@ -21,6 +21,7 @@ def shell_block_under(heading: str) -> str:
     return found.group(1)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("heading", ["### A folder of images", "### Text classification", "### Language models"])
 def test_the_readme_example_runs_as_written(heading: str, tmp_path: Path) -> None:
     script = shell_block_under(heading)

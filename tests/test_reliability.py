@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -48,20 +49,28 @@ def assert_same_weights(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) 
 
 
 @pytest.fixture(scope="module")
-def uninterrupted(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    """Each family's run done without interruption, to compare the interrupted ones with."""
-    runs = {}
-    for family, args in RESUMABLE.items():
-        folder = tmp_path_factory.mktemp(family)
-        dlx("train", *args, *COMMON, "hydra.run.dir=uninterrupted", cwd=folder)
-        runs[family] = folder / "uninterrupted"
-    return runs
+def uninterrupted(tmp_path_factory: pytest.TempPathFactory) -> Callable[[str], Path]:
+    """A family's run done without interruption, to compare the interrupted one with: trained when first asked
+    for (only the families selected are trained), then kept for the module."""
+    runs: dict[str, Path] = {}
+
+    def run_of(family: str) -> Path:
+        if family not in runs:
+            folder = tmp_path_factory.mktemp(family)
+            dlx("train", *RESUMABLE[family], *COMMON, "hydra.run.dir=uninterrupted", cwd=folder)
+            runs[family] = folder / "uninterrupted"
+        return runs[family]
+
+    return run_of
 
 
-@pytest.mark.parametrize("family", sorted(RESUMABLE))
+# The FFN in the default suite, the safety net of every change to the loop; the other families in the slow one.
+@pytest.mark.parametrize("family", [family if family == "ffn" else pytest.param(family, marks=pytest.mark.slow)
+                                    for family in sorted(RESUMABLE)])
 def test_sigkill_mid_epoch_then_resume_gives_bit_identical_weights(family: str, workdir: Path,
-                                                                   uninterrupted: dict[str, Path]) -> None:
+                                                                   uninterrupted: Callable[[str], Path]) -> None:
     args = RESUMABLE[family] + COMMON
+    uninterrupted_run = uninterrupted(family)
 
     process = start([*args, "hydra.run.dir=killed"], workdir)
     wait_for_step(process, workdir / "killed" / "metrics.jsonl", 47)
@@ -69,21 +78,22 @@ def test_sigkill_mid_epoch_then_resume_gives_bit_identical_weights(family: str, 
     process.communicate()
     assert process.returncode == -signal.SIGKILL
     killed_at = load_checkpoint(workdir / "killed" / "checkpoints" / "last.ckpt")["state"]
-    total, epochs = summary_of(uninterrupted[family])["steps"], summary_of(uninterrupted[family])["epochs"]
+    total, epochs = summary_of(uninterrupted_run)["steps"], summary_of(uninterrupted_run)["epochs"]
     assert 45 <= killed_at["step"] < total and 0 < killed_at["batch_in_epoch"] < total / epochs  # really mid-epoch
 
     dlx("train", *args, "hydra.run.dir=killed", "trainer.resume=auto", cwd=workdir)
-    assert_same_weights(final_weights(uninterrupted[family]), final_weights(workdir / "killed"))
+    assert_same_weights(final_weights(uninterrupted_run), final_weights(workdir / "killed"))
     # The metrics file continued: every step logged exactly once, as in the uninterrupted run.
     steps = [(r["step"], r["split"]) for r in read_metrics(workdir / "killed" / "metrics.jsonl")]
-    expected = [(r["step"], r["split"]) for r in read_metrics(uninterrupted[family] / "metrics.jsonl")]
+    expected = [(r["step"], r["split"]) for r in read_metrics(uninterrupted_run / "metrics.jsonl")]
     assert steps == expected
-    assert summary_of(workdir / "killed")["test"] == summary_of(uninterrupted[family])["test"]
+    assert summary_of(workdir / "killed")["test"] == summary_of(uninterrupted_run)["test"]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("signal_number", [signal.SIGTERM, signal.SIGINT])
 def test_sigterm_and_sigint_save_and_tell_how_to_resume(signal_number: int, workdir: Path,
-                                                        uninterrupted: dict[str, Path]) -> None:
+                                                        uninterrupted: Callable[[str], Path]) -> None:
     args = RESUMABLE["ffn"] + COMMON
     process = start(args, workdir)
     metrics = next_run_metrics(workdir, process)
@@ -101,7 +111,7 @@ def test_sigterm_and_sigint_save_and_tell_how_to_resume(signal_number: int, work
     resume = shlex.split(stderr.split("Resume with: dlx ")[1])  # a command meant for a shell
     subprocess.run([sys.executable, "-m", "dlx", *resume], cwd=workdir, env=ENV, check=True, capture_output=True)
     assert summary_of(run_dir)["status"] == "completed"
-    assert_same_weights(final_weights(uninterrupted["ffn"]), final_weights(run_dir))
+    assert_same_weights(final_weights(uninterrupted("ffn")), final_weights(run_dir))
 
 
 def next_run_metrics(workdir: Path, process: subprocess.Popen, timeout: float = 60) -> Path:
@@ -115,6 +125,7 @@ def next_run_metrics(workdir: Path, process: subprocess.Popen, timeout: float = 
     raise AssertionError("the run never wrote metrics")
 
 
+@pytest.mark.slow
 def test_sigkill_during_saves_leaves_a_complete_checkpoint(workdir: Path) -> None:
     """Save at every step a checkpoint big enough that saving is most of the step, and kill at random moments."""
     args = ["model.hidden_sizes=[1024,1024]", "trainer.max_epochs=50", "trainer.checkpoint_every=1",
@@ -171,6 +182,7 @@ def test_on_nonfinite_skip_skips_and_counts(workdir: Path) -> None:
     assert summary_of(workdir / "run")["status"] == "completed"
 
 
+@pytest.mark.slow
 def test_full_disk_during_a_save_keeps_the_previous_checkpoint(workdir: Path) -> None:
     dlx("train", "trainer.max_steps=20", "hydra.run.dir=run", cwd=workdir)
     before = (workdir / "run" / "checkpoints" / "last.ckpt").read_bytes()
@@ -192,6 +204,7 @@ def test_full_disk_during_a_save_keeps_the_previous_checkpoint(workdir: Path) ->
     assert metrics_after[: len(metrics_before) - 1] == metrics_before[:-1]  # only the old test row was dropped
 
 
+@pytest.mark.slow
 def test_resume_with_a_changed_config_is_refused_with_a_diff(workdir: Path) -> None:
     dlx("train", "trainer.max_steps=10", "hydra.run.dir=run", cwd=workdir)
     result = dlx("train", "trainer.max_steps=10", "hydra.run.dir=run", "trainer.resume=auto", "optimizer.lr=0.05",
@@ -212,6 +225,7 @@ def test_a_checkpoint_from_before_a_key_existed_resumes_when_the_key_keeps_its_o
     assert config_changes(old, new) == ["augment.shift: 0 -> 1"]
 
 
+@pytest.mark.slow
 def test_resume_auto_falls_back_from_a_damaged_last_checkpoint(workdir: Path) -> None:
     args = ["trainer.max_steps=40", "trainer.checkpoint_every=5", "trainer.eval_every=100", "hydra.run.dir=run"]
     dlx("train", *args[1:], "trainer.max_steps=15", "trainer.resume_allow_changes=true", cwd=workdir)
@@ -224,6 +238,7 @@ def test_resume_auto_falls_back_from_a_damaged_last_checkpoint(workdir: Path) ->
     assert summary_of(workdir / "run")["steps"] == 40
 
 
+@pytest.mark.slow
 def test_resume_from_a_path_continues_in_that_run_folder(workdir: Path) -> None:
     dlx("train", "trainer.max_steps=10", cwd=workdir)
     run_dir = (workdir / "outputs" / "latest").resolve()
@@ -236,6 +251,7 @@ def test_resume_from_a_path_continues_in_that_run_folder(workdir: Path) -> None:
     assert os.path.exists(run_dir / ".hydra" / "overrides.yaml")
 
 
+@pytest.mark.slow
 def test_resume_cannot_stretch_a_planned_schedule(workdir: Path) -> None:
     dlx("train", "scheduler=onecycle", "trainer.max_steps=20", "hydra.run.dir=run", cwd=workdir)
     result = dlx("train", "scheduler=onecycle", "trainer.max_steps=40", "hydra.run.dir=run", "trainer.resume=auto",

@@ -89,6 +89,7 @@ def test_the_best_trials_command_trains_it_again_to_the_same_value(pruned_search
     assert summary_of(cwd / "again")["best"]["value"] == best["values"]["val/acc"]
 
 
+@pytest.mark.slow
 def test_dlx_study_shows_the_best_trial_and_writes_its_plots(pruned_search) -> None:
     cwd, _ = pruned_search
     folder = cwd / "outputs" / "studies" / "ffn_digits"
@@ -118,6 +119,7 @@ def test_the_same_command_again_finds_the_study_complete(pruned_search) -> None:
     assert [(t.number, t.state, t.value) for t in load(storage, "ffn_digits").trials] == before
 
 
+@pytest.mark.slow
 def test_a_study_killed_with_sigkill_continues_with_the_same_command(workdir: Path) -> None:
     args = ["train", "-m", "hydra/sweeper=dlx_optuna", "hydra.sweeper.study_name=killed", "hydra.sweeper.n_trials=3",
             "optimizer.lr=tag(log,interval(0.02,0.2))", "model.hidden_sizes=[32]", "trainer.max_epochs=12"]
@@ -155,6 +157,7 @@ def status(run_dir: Path) -> str | None:
         return None
 
 
+@pytest.mark.slow
 def test_two_trials_run_at_once_and_a_new_one_starts_as_soon_as_one_ends(workdir: Path) -> None:
     # The grid sampler (seed 0) hands out 3, 40, 2 and 1 epochs: trial 1 is by far the longest.
     dlx("train", "-m", "hydra/sweeper=dlx_optuna", "hydra.sweeper.sampler=grid", "hydra.sweeper.seed=0",
@@ -197,6 +200,7 @@ def load_journal(path: Path, name: str) -> optuna.Study:
     return optuna.load_study(study_name=name, storage=optuna.storages.JournalStorage(JournalFileBackend(str(path))))
 
 
+@pytest.mark.slow
 def test_several_objectives_give_the_pareto_front_in_the_summary(workdir: Path) -> None:
     dlx("train", "-m", "hparams_search=ffn_digits", "hydra.sweeper.sampler=nsgaii",
         "hydra.sweeper.objectives=[val/acc,num_parameters]", "hydra.sweeper.direction=[maximize,minimize]",

@@ -49,6 +49,7 @@ def transformer_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return folder / "run"
 
 
+@pytest.mark.slow
 def test_transformer_trains_and_eval_reproduces_its_test_numbers_and_decodes_by_beam(transformer_run: Path) -> None:
     summary = summary_of(transformer_run)
     assert summary["status"] == "completed" and set(summary["test"]) == METRICS
@@ -72,6 +73,7 @@ def test_transformer_trains_and_eval_reproduces_its_test_numbers_and_decodes_by_
     assert "report.html" in report and "exact_match" in (transformer_run / "report.html").read_text()
 
 
+@pytest.mark.slow
 def test_predict_decodes_a_text_file_and_a_table(transformer_run: Path, tmp_path: Path) -> None:
     checkpoint = str(transformer_run / "checkpoints" / "best.ckpt")
     (tmp_path / "sources.txt").write_text("abc\nfed\ncafe\n")
@@ -100,6 +102,7 @@ def test_predict_decodes_a_text_file_and_a_table(transformer_run: Path, tmp_path
                                                      str(tmp_path / "sources.txt"), cwd=tmp_path)
 
 
+@pytest.mark.slow
 def test_the_exported_encoder_and_decoder_decode_as_dlx_predict_does(transformer_run: Path, tmp_path: Path) -> None:
     import numpy as np
     import onnxruntime
@@ -128,6 +131,7 @@ def test_the_exported_encoder_and_decoder_decode_as_dlx_predict_does(transformer
         assert tokenizer.decode([token for token in target[1:] if token != 3]) == prediction
 
 
+@pytest.mark.slow
 def test_lstm_with_attention_learns_to_reverse(workdir: Path) -> None:
     dlx("train", *REVERSE, *LSTM, "optimizer.lr=0.01", "trainer.max_epochs=6", cwd=workdir)
     run = latest_run(workdir)
@@ -136,6 +140,7 @@ def test_lstm_with_attention_learns_to_reverse(workdir: Path) -> None:
     assert "packs each source by its length" in failing("export", str(run / "checkpoints" / "best.ckpt"), cwd=workdir)
 
 
+@pytest.mark.slow
 def test_a_pairs_file_trains_with_bpe_and_predicts_on_a_table_column(workdir: Path) -> None:
     lines = ["number\twords"] + [f"{n}\t{number_words(n)}" for n in range(0, 1000, 3)]
     (workdir / "numbers.tsv").write_text("\n".join(lines) + "\n")
@@ -172,6 +177,7 @@ def test_a_bad_pairs_file_gets_one_paragraph(name: str, workdir: Path) -> None:
         assert fragment in stderr, stderr
 
 
+@pytest.mark.slow
 def test_a_file_that_is_not_utf8_is_named_with_its_offset_or_read_with_replacement(workdir: Path) -> None:
     rows = "source\ttarget\n" + "".join(f"{a}{b}\t{b}{a}\n" for a in "abcdef" for b in "abcdef")
     (workdir / "pairs.tsv").write_bytes((rows + "caf\xe9\tx\n").encode("latin-1"))
@@ -186,6 +192,7 @@ def test_a_file_that_is_not_utf8_is_named_with_its_offset_or_read_with_replaceme
     assert "1 row(s) with an empty source or target left out" in result.stdout and "line 38" in result.stdout
 
 
+@pytest.mark.slow
 def test_models_and_data_that_do_not_fit_say_so(workdir: Path) -> None:
     assert "is one of the encoder-decoders, but this data set gives images or numbers" in failing(
         "train", "model=seq2seq", "trainer.smoke=true", cwd=workdir)
@@ -197,6 +204,7 @@ def test_models_and_data_that_do_not_fit_say_so(workdir: Path) -> None:
                                                          "trainer.smoke=true", cwd=workdir)
 
 
+@pytest.mark.slow
 def test_transformer_killed_mid_epoch_resumes_to_bit_identical_weights(workdir: Path) -> None:
     # 830 pairs: 672 training pairs, 21 batches of 32 per epoch; saves every 5 steps, between validations.
     args = [*REVERSE, *TRANSFORMER, "trainer.max_epochs=4", "trainer.checkpoint_every=5", "trainer.log_every=1",
@@ -216,6 +224,7 @@ def test_transformer_killed_mid_epoch_resumes_to_bit_identical_weights(workdir: 
     assert summary_of(workdir / "killed")["test"] == summary_of(workdir / "uninterrupted")["test"]
 
 
+@pytest.mark.slow
 def test_two_processes_train_one_run_that_a_single_process_evaluates(workdir: Path) -> None:
     dlx("train", *REVERSE, *LSTM, "trainer.devices=2", "trainer.device=cpu", "trainer.max_epochs=1", cwd=workdir,
         timeout=180)

@@ -91,6 +91,7 @@ def test_dry_run_lists_and_checks_every_job_without_creating_anything(workdir: P
     assert not (workdir / "outputs").exists()
 
 
+@pytest.mark.slow
 def test_an_interrupted_sweep_continues_where_it_stopped(workdir: Path) -> None:
     args = ["train", "-m", "trainer.seed=1,2,3", "trainer.max_epochs=40", "trainer.checkpoint_every=10",
             "hydra.sweep.dir=sw"]
@@ -126,6 +127,7 @@ def test_an_interrupted_sweep_continues_where_it_stopped(workdir: Path) -> None:
         assert summary_of(sweep / job)["steps"] == summary_of(sweep / "0")["steps"]
 
 
+@pytest.mark.slow
 def test_continuing_a_sweep_whose_config_files_changed_is_refused(workdir: Path) -> None:
     conf = workdir / "my_conf" / "model"
     conf.mkdir(parents=True)
@@ -137,6 +139,7 @@ def test_continuing_a_sweep_whose_config_files_changed_is_refused(workdir: Path)
     assert "the config of job 0 changed since it started (model.hidden_sizes: [8] -> [16])" in result.stderr
 
 
+@pytest.mark.slow
 def test_an_optuna_search_records_failed_trials_and_its_study_continues(workdir: Path) -> None:
     storage = f"sqlite:///{workdir / 'study.db'}"
     # batch size 0 is impossible: the trials that draw it fail, and the search goes on around them.

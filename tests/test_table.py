@@ -71,6 +71,7 @@ def regression(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     return folder / "prices.parquet", folder / "run"
 
 
+@pytest.mark.slow
 def test_a_classifier_learns_from_numbers_and_categories_and_eval_reproduces_it(classifier: tuple[Path, Path]) -> None:
     path, run = classifier
     summary = summary_of(run)
@@ -148,6 +149,7 @@ def test_a_regression_beats_the_mean_and_predicts_in_the_target_s_units(regressi
     assert error < 0.3 * written["price"].var()  # in dollars, not standard deviations
 
 
+@pytest.mark.slow
 def test_export_takes_raw_rows_and_its_json_encodes_them(classifier: tuple[Path, Path], tmp_path: Path) -> None:
     import onnxruntime
 

@@ -79,6 +79,7 @@ def test_a_folder_of_text_files_with_fixed_splits(workdir: Path) -> None:
     assert summary["test"]["acc"] >= 0.8, summary["test"]
 
 
+@pytest.mark.slow
 def test_a_language_model_of_python_sources_learns_and_samples_reproducibly(workdir: Path) -> None:
     args = ["train", "model=gpt", *MODEL_DATA["gpt"], "trainer.batch_size=16", "optimizer.lr=0.003",
             "trainer.max_epochs=5"]
@@ -110,6 +111,7 @@ def test_a_language_model_of_python_sources_learns_and_samples_reproducibly(work
     assert "lacks: 'ï' '☃'" in refused.stderr and "Traceback" not in refused.stderr
 
 
+@pytest.mark.slow
 def test_text_models_refuse_data_they_cannot_read(texts_csv: Path, workdir: Path) -> None:
     text = ["dataset=text", f"dataset.path={texts_csv}", "dataset.text_column=review", "dataset.label_column=topic"]
     (workdir / "empty.txt").write_text("")
@@ -141,6 +143,7 @@ def test_text_models_refuse_data_they_cannot_read(texts_csv: Path, workdir: Path
                                             cwd=workdir, expect=USER_ERROR).stderr
 
 
+@pytest.mark.slow
 def test_text_that_is_not_utf8_is_named_with_its_byte_or_read_with_replacements(workdir: Path) -> None:
     rows = "".join(f"{text},{topic}\n" for text, topic in topic_texts(200, seed=5))
     data = ("text,label\n" + rows).encode("utf-8")
@@ -162,6 +165,7 @@ def test_text_that_is_not_utf8_is_named_with_its_byte_or_read_with_replacements(
     assert "byte offset 110 (line 11) holds b'\\xff\\xfe" in refused.stderr
 
 
+@pytest.mark.slow
 def test_two_processes_train_one_text_classifier(texts_csv: Path, workdir: Path) -> None:
     dlx("train", "dataset=text", f"dataset.path={texts_csv}", "dataset.text_column=review",
         "dataset.label_column=topic", "model=lstm", *SMALL_TEXT, "trainer.max_epochs=2", "trainer.devices=2",

@@ -90,6 +90,7 @@ def test_the_metrics_are_in_the_series_units(forecaster: tuple[Path, Path]) -> N
     assert record["scale"][0] == pytest.approx(np.abs(sales[12:280] - sales[:268]).mean())  # the training rows
 
 
+@pytest.mark.slow
 def test_predict_forecasts_the_months_after_the_file(forecaster: tuple[Path, Path], tmp_path: Path) -> None:
     path, run = forecaster
     checkpoint = run / "checkpoints" / "best.ckpt"
@@ -127,6 +128,7 @@ def test_predict_forecasts_the_months_after_the_file(forecaster: tuple[Path, Pat
     assert pd.read_csv(tmp_path / "upto.csv").equals(frame.head(360))
 
 
+@pytest.mark.slow
 def test_export_takes_windows_in_the_series_units(forecaster: tuple[Path, Path], tmp_path: Path) -> None:
     import onnxruntime
 
@@ -163,6 +165,7 @@ def test_every_sequence_model_forecasts_two_columns(model: list[str], tmp_path: 
     assert len(forecast) == data["preprocessing"]["horizon"] and set(forecast[0]) == {"month", "sales"}
 
 
+@pytest.mark.slow
 def test_multirun_ddp_plot_and_report(tmp_path: Path) -> None:
     monthly_series(240).to_csv(tmp_path / "s.csv", index=False)
     short = ["model=ffn", "optimizer=adam", "trainer.max_epochs=3", "dataset.window=12"]

@@ -64,6 +64,7 @@ def test_cnn_learns_digits(workdir: Path) -> None:
     assert summary_of(latest_run(workdir))["test"]["acc"] >= 0.95
 
 
+@pytest.mark.slow
 def test_same_seed_gives_identical_metrics(workdir: Path) -> None:
     def metrics_of_run() -> list[dict]:
         dlx("train", "model=cnn", "trainer.max_epochs=2", "model.dropout=0.2", "model.hidden_sizes=[32]",
@@ -79,6 +80,7 @@ def test_same_seed_gives_identical_metrics(workdir: Path) -> None:
     assert [r["loss"] for r in rows] != [r["loss"] for r in first]
 
 
+@pytest.mark.slow
 def test_bf16_mixed_precision_learns_and_eval_reproduces_it(workdir: Path) -> None:
     dlx("train", "model=cnn", "trainer.precision=bf16-mixed", "trainer.max_epochs=3", cwd=workdir)
     run = latest_run(workdir)
@@ -140,6 +142,7 @@ def job_summaries(workdir: Path) -> list[dict]:
     return [summary for summary in summaries if summary.get("kind") != "sweep"]
 
 
+@pytest.mark.slow
 def test_glob_sweeps_are_expanded_as_hydra_does(workdir: Path) -> None:
     # g* also matches the language models gpt and gru_lm, which need text: exclude takes them out again.
     dlx("train", "-m", "model=glob(g*,exclude=[gpt,*_lm])", "trainer.smoke=true", cwd=workdir)
@@ -190,6 +193,7 @@ def test_multirun_runs_every_combination(workdir: Path) -> None:
         (f"model={m}", f"optimizer.lr={lr}", "trainer.smoke=True") for m in ("ffn", "cnn") for lr in ("0.1", "0.05"))
 
 
+@pytest.mark.slow
 def test_runs_started_together_get_their_own_folders(workdir: Path) -> None:
     command = [shutil.which("python") or "python", "-m", "dlx", "train", "trainer.smoke=true"]
     processes = [subprocess.Popen(command, cwd=workdir, stdout=subprocess.PIPE, stderr=subprocess.PIPE)

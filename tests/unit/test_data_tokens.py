@@ -80,6 +80,7 @@ def test_bad_settings_are_refused():
         tokenizer_from_json("{not json", "x.ckpt")
 
 
+@pytest.mark.slow
 def test_the_same_texts_give_the_same_tokenizer_in_every_process() -> None:
     """Each process seeds its hash maps differently: the library's WordPiece trainer gave a different vocabulary in
     each (seen), which is why dlx does not offer it."""
