@@ -275,6 +275,7 @@ def start_faulty_run(launcher: str, fail_rank: str, workdir: Path) -> subprocess
                             stdin=subprocess.DEVNULL)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("launcher, failure", [
     ("trainer.devices", "rank 1 raises"),
     ("torchrun", "rank 1 killed"),

@@ -329,6 +329,7 @@ def test_images_of_mixed_sizes_and_modes_ask_what_the_model_should_get(tmp_path:
                     "dataset.image_size=16", "dataset.channels=1"), cwd=tmp_path)
 
 
+@pytest.mark.slow
 def test_a_root_that_is_a_file_or_missing_says_so(tmp_path: Path) -> None:
     table = tmp_path / "rows.csv"
     table.write_text("a,b\n1,2\n")

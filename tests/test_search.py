@@ -182,8 +182,8 @@ def test_two_trials_run_at_once_and_a_new_one_starts_as_soon_as_one_ends(workdir
                for t in trials)
 
 
-@pytest.mark.parametrize("sampler", ["random", "grid", "cmaes", pytest.param("gp", marks=pytest.mark.slow),
-                                     pytest.param("qmc", marks=pytest.mark.slow)])
+@pytest.mark.parametrize("sampler", ["random", pytest.param("grid", marks=pytest.mark.slow),
+                                     *(pytest.param(name, marks=pytest.mark.slow) for name in ("cmaes", "gp", "qmc"))])
 def test_each_sampler_runs_a_study_in_a_journal_file(workdir: Path, sampler: str) -> None:
     space = ["optimizer.lr=choice(0.05,0.1,0.2)"] if sampler == "grid" else ["optimizer.lr=interval(0.05,0.2)"]
     dlx("train", "-m", "hydra/sweeper=dlx_optuna", f"hydra.sweeper.sampler={sampler}", *space,

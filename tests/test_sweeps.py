@@ -175,7 +175,8 @@ def test_a_search_in_the_wrong_direction_stops_with_a_fix_before_any_trial(workd
     assert not (workdir / "sw").exists()  # nothing ran, no study was created
 
 
-@pytest.mark.parametrize("launcher", ["joblib", pytest.param("submitit_local", marks=pytest.mark.slow)])
+@pytest.mark.slow
+@pytest.mark.parametrize("launcher", ["joblib", "submitit_local"])
 def test_parallel_launchers_write_the_same_summary(workdir: Path, launcher: str, grid_sweep) -> None:
     extra = ["hydra.launcher.n_jobs=2"] if launcher == "joblib" else []
     dlx("train", "-m", f"hydra/launcher={launcher}", *extra, "model=ffn,cnn", "optimizer.lr=0.1,0.01",

@@ -39,7 +39,7 @@ def texts_csv(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
-@pytest.mark.parametrize("model", ["lstm", "transformer"])
+@pytest.mark.parametrize("model", ["lstm", pytest.param("transformer", marks=pytest.mark.slow)])
 def test_a_text_classifier_learns_a_csv_and_classifies_new_texts(model: str, texts_csv: Path, workdir: Path) -> None:
     dlx("train", "dataset=text", f"dataset.path={texts_csv}", "dataset.text_column=review",
         "dataset.label_column=topic", f"model={model}", *SMALL_TEXT, cwd=workdir)
