@@ -85,7 +85,8 @@ def test_srun_tasks_train_one_run(workdir: Path, slurm: dict) -> None:
 def test_a_job_that_slurm_requeues_saves_and_resumes_to_the_same_weights(workdir: Path, slurm: dict) -> None:
     """`scontrol requeue`, as an administrator or a preemption without warning does: SLURM sends SIGTERM, then
     SIGKILL after its KillWait. dlx saves at the SIGTERM; the requeued job resumes from that step."""
-    job = [*LONG_JOB, "trainer.max_epochs=30"]
+    # About 30 s on a quiet machine (1,600 steps a second): still training when KillWait's 10 s have passed.
+    job = [*LONG_JOB, "trainer.max_epochs=300"]
     process = start_dlx(["train", "-m", *ON_THIS_NODE, *job, "hydra.sweep.dir=sw"], workdir, env=slurm)
     run = workdir / "sw" / "0"
     try:
@@ -116,7 +117,8 @@ def test_a_job_at_its_time_limit_saves_requeues_and_resumes_to_the_same_weights(
     """A one-minute time limit, and SIGUSR2 10 s before it (sbatch --signal=USR2@10, from signal_delay_s; slurmctld
     checks every 30 s and sends it up to 30 s early): dlx saves and stops, submitit requeues the job, and SLURM
     starts it again in the same folder, until the run is done."""
-    job = [*LONG_JOB, "trainer.max_epochs=100"]  # about 45 s: longer than an attempt trains before the signal
+    # About 80 s on a quiet machine (1,600 steps a second): longer than an attempt trains before the signal.
+    job = [*LONG_JOB, "trainer.max_epochs=800"]
     dlx("train", "-m", *ON_THIS_NODE, "hydra.launcher.timeout_min=1", "hydra.launcher.signal_delay_s=10",
         "hydra.launcher.max_num_timeout=6", *job, "hydra.sweep.dir=sw", cwd=workdir, env=slurm, timeout=600)
     run = workdir / "sw" / "0"
