@@ -90,7 +90,7 @@ class Loop:
     pruning: Pruning | None = None  # a search's trial: may stop the run after a validation
     compile: bool = False  # trainer.compile: the steps call the model through torch.compile
     train_model: nn.Module = field(init=False)  # what the steps call: under DDP, the model in its wrapper
-    compile_failures: AbstractContextManager = field(init=False)  # explains them; nothing when not compiling
+    compile_failures: AbstractContextManager = field(init=False)  # a compile failure as one paragraph, or nothing
     meter: IntervalMeter = field(init=False)
     started: float = field(init=False)
 
