@@ -29,6 +29,7 @@ from torch.utils.data import DataLoader, Dataset
 from dlx.data import DataSplits, InMemory, Split
 from dlx.data.class_folders import FileKind, LabelledFile, Layout, scan_class_folders, split_indices
 from dlx.data.images import IMAGE_SUFFIXES, BadImage, Header, read_header, read_image
+from dlx.data.memory import choose_in_memory
 from dlx.data.streamed import Streamed, ignore_stop_signals, own_generator
 from dlx.errors import DlxError
 from dlx.store.files import atomic_file, read_json, write_json_atomically
@@ -38,7 +39,6 @@ logger = logging.getLogger("dlx")
 STATS_SAMPLE = 5000  # training images the channel statistics are measured on: plenty for a mean to 3 digits
 CACHE_FORMAT = 1  # bump when what the cache holds, or how images are decoded, changes
 DECODE_BATCH = 256
-IN_MEMORY_SHARE = 0.5  # of the memory available, that auto lets the decoded images take
 SKIP_ADVICE = (" Replace or delete the file, or pass dataset.skip_bad_files=true to leave out the files that cannot "
                "be read (they are counted in the log and listed in the cache folder's bad_files.txt).")
 
@@ -55,7 +55,9 @@ def load_image_folder(root: str, image_size: Any = None, channels: int | None = 
     (height, width), channels = choose_shape([h for h in headers if h is not None], files, image_size, channels)
     reader = FileImages([str(each.path) for each in files], channels, height, width)
     pixels = None
-    if choose_in_memory(in_memory, len(files) * channels * height * width):
+    pixel_count = len(files) * channels * height * width
+    # As held, uint8: the decoded array and the splits' copies of it (each batch is scaled on its own).
+    if choose_in_memory(in_memory, 2 * pixel_count, "the decoded images", "streaming them from the files"):
         pixels, bad = cache.decoded(reader, skip_bad_files)
     else:  # a damaged file found only while training would stop the run: with skip_bad_files, look first
         bad = cache.undecodable(reader) if skip_bad_files else []
@@ -148,33 +150,6 @@ def parse_size(image_size: Any) -> tuple[int, int] | None:
         raise DlxError(f"dataset.image_size={image_size}: give one positive number of pixels (a square, e.g. 64) or "
                        "[height,width], e.g. dataset.image_size=[48,64].")
     return (values[0], values[-1])
-
-
-def choose_in_memory(in_memory: Any, decoded_bytes: int) -> bool:
-    """dataset.in_memory: true, false, or auto: in memory when the decoded images (as float32 for training,
-    beside the uint8 cache) take at most IN_MEMORY_SHARE of the memory available now."""
-    if isinstance(in_memory, bool):
-        return in_memory
-    if in_memory != "auto":
-        raise DlxError(f"dataset.in_memory={in_memory}: choose auto, true or false.")
-    needed = decoded_bytes * (1 + 4 + 4)  # uint8 cache, float32 split, the normalised copy the task makes
-    available = available_memory()
-    fits = needed <= IN_MEMORY_SHARE * available
-    if not fits:
-        logger.info(f"dataset.in_memory=auto: the decoded images would take about {needed / 2**30:.1f} GiB of the "
-                    f"{available / 2**30:.1f} GiB available: streaming them from the files")
-    return fits
-
-
-def available_memory() -> int:
-    """Bytes of memory available to new allocations (Linux: MemAvailable, which counts reclaimable caches)."""
-    try:
-        for line in Path("/proc/meminfo").read_text().splitlines():
-            if line.startswith("MemAvailable:"):
-                return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
 
 
 class FileImages(Dataset):

@@ -25,10 +25,22 @@ predictions are given back in the target's own units. Rows whose target is empty
 
 Everything is vectorised pandas/NumPy (no Python loop over rows): a million rows load in about the time of
 pandas.read_csv plus the standardisation written by hand (bench/tables.py measures the two side by side).
+
+A table larger than memory (dataset.in_memory=false, or auto when it would take more than half the memory
+available) goes through the same steps a chunk of rows at a time, its encoded rows written to a float32 array on
+disk that training reads batch by batch (dlx.data.table_cache); only the target and split columns, one value per
+row, are held whole. The statistics are summed in the same blocks of rows either way, so a table streamed and the
+same table in memory give the same numbers to the last bit. One difference: read in chunks, a text file's column
+types are those pyarrow infers from its first chunk (16 MiB), and a later cell that does not fit is an error.
 """
 
+import dataclasses
 import logging
 import math
+import re
+import time
+from collections import Counter
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -36,10 +48,13 @@ from typing import Any, Literal
 import numpy as np
 import pandas as pd
 import pyarrow
+import pyarrow.parquet
 import torch
 from pandas.api import types
 
 from dlx.data import DataSplits, InMemory, TaskKind, hold_out
+from dlx.data.memory import choose_in_memory
+from dlx.data.table_cache import CHUNK_ROWS, MappedRows, TableCache, cache_folder, table_chunks
 from dlx.errors import DlxError, did_you_mean
 from dlx.store.files import atomic_file
 
@@ -49,6 +64,7 @@ TEXT_SEPARATORS = {".csv": ",", ".tsv": "\t", ".tab": "\t"}
 PARQUET_SUFFIXES = (".parquet", ".pq")
 # Of text files, which pandas decompresses on the fly (and compresses, writing predictions).
 COMPRESSIONS = {".gz": "gzip", ".bz2": "bz2", ".xz": "xz", ".zst": "zstd", ".zip": "zip"}
+STATS_ROWS = 1 << 16  # training rows summed at a time for the statistics, in memory and streamed alike
 MAX_INTEGER_CLASSES = 20  # a target of whole numbers with at most this many distinct values is classification
 NUMERIC_SHARE = 0.9  # of a text column's distinct values: numbers at least this share, it is a numeric column
 SPLIT_NAMES = {"train": "train", "val": "val", "validation": "val", "test": "test"}  # case and spaces ignored
@@ -78,32 +94,79 @@ class Encoded:
 def load_table(path: str, target: str, features: list[str] | None = None, categorical: list[str] | None = None,
                task: Literal["auto", "classification", "regression"] = "auto", split_column: str | None = None,
                val_fraction: float = 0.1, test_fraction: float = 0.2, split_seed: int = 0,
-               max_categories: int = 100, sep: str | None = None,
-               na_values: list[str] | None = None) -> DataSplits:
-    """The table at `path` as train, validation and test splits; see the module's docstring and
+               max_categories: int = 100, sep: str | None = None, na_values: list[str] | None = None,
+               in_memory: Any = "auto", cache_dir: str | None = None) -> DataSplits:
+    """The table at `path` as train, validation and test splits, held in memory or (dataset.in_memory=false, or
+    auto when it would not fit) encoded to disk and read batch by batch; see the module's docstring and
     conf/dataset/table.yaml for each argument."""
     file = Path(path).expanduser()
-    frame = read_table(file, sep, na_values)
-    columns = chosen_features(frame, file, target, features, categorical, split_column)
-    kinds = column_kinds(frame, file, columns, set(categorical or []))
-    frame, targets, class_names, task_kind = read_target(frame, file, target, task)
-    rows = split_rows(frame, file, split_column, targets, task_kind, val_fraction, test_fraction, split_seed)
+    options = TableOptions(target, features, categorical, task, split_column, val_fraction, test_fraction,
+                           split_seed, max_categories, sep, list(na_values or []))
+    check_file(file, sep)
+    if choose_in_memory(in_memory, memory_estimate(file, sep), "the table, read and encoded,",
+                        "encoding it to disk in chunks and reading it batch by batch"):
+        return table_in_memory(file, options)
+    return streamed_table(file, options, cache_dir)
+
+
+@dataclass(frozen=True)
+class TableOptions:
+    """The dataset.* options that decide how a table's rows are encoded and split (a streamed table's cache key)."""
+
+    target: str
+    features: list[str] | None
+    categorical: list[str] | None
+    task: str
+    split_column: str | None
+    val_fraction: float
+    test_fraction: float
+    split_seed: int
+    max_categories: int
+    sep: str | None
+    na_values: list[str]
+
+
+def table_in_memory(file: Path, options: TableOptions) -> DataSplits:
+    o = options
+    frame = read_table(file, o.sep, o.na_values)
+    columns = chosen_features(frame, file, o.target, o.features, o.categorical, o.split_column)
+    kinds = column_kinds(frame, file, columns, set(o.categorical or []))
+    frame, targets, class_names, task_kind = read_target(frame, file, o.target, o.task)
+    rows = split_rows(frame, file, o.split_column, targets, task_kind, o.val_fraction, o.test_fraction, o.split_seed)
     numbers = numeric_block(frame, file, kinds["numeric"])
     labels = {name: category_labels(frame[name]) for name in kinds["categorical"]}
-    preprocessing = fit_preprocessing(numbers, rows["train"], labels, kinds["numeric"], file, max_categories)
-    preprocessing |= {"source": file.name, "target": target, "task": task_kind, "sep": sep,
-                      "na_values": list(na_values or [])}
-    y = targets
-    if task_kind == "regression":
-        mean, std = standard_scale(targets[rows["train"]])
-        preprocessing |= {"target_mean": mean, "target_std": std}
-        y = ((targets - mean) / std).astype(np.float32)[:, None]  # (N, 1)
+    preprocessing = fit_preprocessing(numbers, rows["train"], labels, kinds["numeric"], file, o.max_categories)
+    preprocessing, y = with_targets(preprocessing, file, options, task_kind, targets, rows["train"])
     encoded = encode_arrays(numbers, labels, preprocessing, file, frame.index.to_numpy())
-    log_table(file, frame, preprocessing, rows, encoded, class_names)
+    log_table(file, len(frame), preprocessing, rows, encoded.unseen, encoded.new_missing, class_names, "in memory")
     splits = {name: InMemory(torch.from_numpy(encoded.x[index]), torch.from_numpy(y[index]))
               for name, index in rows.items()}
     return DataSplits(train=splits["train"], val=splits["val"], test=splits["test"], task=task_kind,
                       class_names=class_names, preprocessing=preprocessing)
+
+
+def with_targets(preprocessing: dict[str, Any], file: Path, options: TableOptions, task_kind: TaskKind,
+                 targets: np.ndarray, train: np.ndarray) -> tuple[dict[str, Any], np.ndarray]:
+    """The preprocessing record completed with the target's, and the targets as the model learns them:
+    class indices, or regression values standardised with the training rows' mean and std (N, 1)."""
+    preprocessing |= {"source": file.name, "target": options.target, "task": task_kind, "sep": options.sep,
+                      "na_values": list(options.na_values)}
+    if task_kind != "regression":
+        return preprocessing, targets
+    mean, std = standard_scale(targets[train])
+    return preprocessing | {"target_mean": mean, "target_std": std}, ((targets - mean) / std).astype(np.float32)[:, None]
+
+
+def memory_estimate(file: Path, sep: str | None) -> int:
+    """Bytes a table takes in memory while it is read and encoded: the frame pandas reads, the float64 block of
+    its numbers and the float32 features, about 4x a text file's size (more when it is compressed) or 24 bytes
+    per cell of a Parquet file."""
+    kind, _ = table_format(file, sep)
+    if kind == "parquet":
+        metadata = pyarrow.parquet.ParquetFile(file).metadata
+        return 24 * metadata.num_rows * metadata.num_columns
+    compressed = file.suffix.lower() in COMPRESSIONS
+    return file.stat().st_size * (4 * 5 if compressed else 4)
 
 
 # --- reading files -------------------------------------------------------------------------------------------
@@ -133,6 +196,26 @@ def read_table(path: Path, sep: str | None = None, na_values: list[str] | None =
                as_text: bool = False) -> pd.DataFrame:
     """The file as a DataFrame: typed by pyarrow's inference, or every cell as the text written in it
     (`as_text`, empty cells as ""), or a DlxError that says what is wrong with the file."""
+    kind, separator = check_file(path, sep)
+    try:
+        if kind == "parquet":
+            frame = pd.read_parquet(path)
+        elif as_text:
+            frame = pd.read_csv(path, sep=separator, engine="pyarrow", dtype=str, keep_default_na=False)
+        else:
+            frame = pd.read_csv(path, sep=separator, engine="pyarrow", na_values=na_values or None)
+    except pd.errors.EmptyDataError:
+        frame = pd.DataFrame()
+    except (ValueError, OSError, pd.errors.ParserError, pyarrow.ArrowException) as err:
+        raise unreadable(path, kind, separator, err) from err
+    if frame.shape[1] == 0 or len(frame) == 0:
+        raise empty_table(path, frame.shape[1])
+    frame.columns = [str(name) for name in frame.columns]
+    return frame
+
+
+def check_file(path: Path, sep: str | None) -> tuple[str, str | None]:
+    """The table's format and separator (as table_format), or a DlxError if `path` is not a table file."""
     if not path.exists():
         raise DlxError(f"{path} does not exist. Point dataset.path at your table file (a relative path is read "
                        f"from the folder dlx runs in, {Path.cwd()}; `dlx eval CKPT dataset.path=FILE` evaluates a "
@@ -144,29 +227,23 @@ def read_table(path: Path, sep: str | None = None, na_values: list[str] | None =
         raise DlxError(f"{path} is not a regular file (a pipe, a socket or a device). {FORMATS_HINT}.")
     kind, separator = table_format(path, sep)
     check_content(path, kind)
-    try:
-        if kind == "parquet":
-            frame = pd.read_parquet(path)
-        elif as_text:
-            frame = pd.read_csv(path, sep=separator, engine="pyarrow", dtype=str, keep_default_na=False)
-        else:
-            frame = pd.read_csv(path, sep=separator, engine="pyarrow", na_values=na_values or None)
-    except pd.errors.EmptyDataError:
-        frame = pd.DataFrame()
-    except (ValueError, OSError, pd.errors.ParserError, pyarrow.ArrowException) as err:
-        reason = " ".join(str(err).split())[:300]
-        if kind == "parquet":
-            raise DlxError(f"{path} cannot be read as Parquet ({reason}). Write it again with a Parquet writer "
-                           "(pandas' DataFrame.to_parquet), or give it the suffix of its real format.") from err
-        raise DlxError(f"{path} cannot be read as {'tab' if separator == chr(9) else repr(separator)}-separated text "
-                       f"({reason}). Every row needs as many fields as the header; quote values that hold the "
-                       "separator, or set dataset.sep to the separator the file uses.") from err
-    if frame.shape[1] == 0 or len(frame) == 0:
-        what = "no columns" if frame.shape[1] == 0 else f"a header ({frame.shape[1]} columns) but no rows"
-        raise DlxError(f"{path} is an empty table: it has {what}. Write the rows into it, one per line below a "
-                       "header line of column names.")
-    frame.columns = [str(name) for name in frame.columns]
-    return frame
+    return kind, separator
+
+
+def unreadable(path: Path, kind: str, separator: str | None, err: Exception) -> DlxError:
+    reason = " ".join(str(err).split())[:300]
+    if kind == "parquet":
+        return DlxError(f"{path} cannot be read as Parquet ({reason}). Write it again with a Parquet writer "
+                        "(pandas' DataFrame.to_parquet), or give it the suffix of its real format.")
+    return DlxError(f"{path} cannot be read as {'tab' if separator == chr(9) else repr(separator)}-separated text "
+                    f"({reason}). Every row needs as many fields as the header; quote values that hold the "
+                    "separator, or set dataset.sep to the separator the file uses.")
+
+
+def empty_table(path: Path, columns: int) -> DlxError:
+    what = "no columns" if columns == 0 else f"a header ({columns} columns) but no rows"
+    return DlxError(f"{path} is an empty table: it has {what}. Write the rows into it, one per line below a header "
+                    "line of column names.")
 
 
 def check_content(path: Path, kind: str) -> None:
@@ -470,11 +547,30 @@ def fit_preprocessing(numbers: np.ndarray, train: np.ndarray, labels: dict[str, 
     """The encoding, from the training rows (`train`, positions in `numbers` and `labels`) alone: each numeric
     column's mean, std and whether it had missing values; each categorical column's sorted categories and
     whether missing is one of them; the names of the feature vector's inputs."""
+    observed = {name: Observed.of(values.iloc[train]) for name, values in labels.items()}
+    return preprocessing_of(numbers, train, observed, numeric, path, max_categories)
+
+
+@dataclass
+class Observed:
+    """What the training rows hold of a categorical column."""
+
+    categories: list[str]  # sorted
+    present: int  # rows with a value
+    missing: bool  # whether any row has none
+
+    @staticmethod
+    def of(labels: pd.Series) -> "Observed":
+        return Observed(sorted(labels.dropna().unique().tolist()), int(labels.notna().sum()),
+                        bool(labels.isna().any()))
+
+
+def preprocessing_of(numbers: np.ndarray, train: np.ndarray, observed: dict[str, Observed], numeric: list[str],
+                     path: Path, max_categories: int) -> dict[str, Any]:
     mean, std, any_missing = numeric_statistics(numbers, train, numeric, path)
     numeric_record = [{"name": name, "mean": float(mean[j]), "std": float(std[j]) if std[j] > 1e-12 else 1.0,
                        "missing": bool(any_missing[j])} for j, name in enumerate(numeric)]
-    categorical_record = [fit_categories(name, values.iloc[train], path, max_categories)
-                          for name, values in labels.items()]
+    categorical_record = [fit_categories(name, seen, path, max_categories) for name, seen in observed.items()]
     record = {"numeric": numeric_record, "categorical": categorical_record}
     return record | {"features": feature_names(record)}
 
@@ -482,30 +578,48 @@ def fit_preprocessing(numbers: np.ndarray, train: np.ndarray, labels: dict[str, 
 def numeric_statistics(numbers: np.ndarray, train: np.ndarray, numeric: list[str],
                        path: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Mean, standard deviation and "had missing values" of each column over the training rows, NaNs left out.
-    The rows are copied once and centred in place, and einsum sums the squares without another copy: a third
-    less time than ndarray.std takes on a million rows."""
-    rows = numbers[train]  # a copy: fancy indexing
+    Summed STATS_ROWS rows at a time and the blocks merged (Chan, Golub and LeVeque's pairwise update), so that a
+    table in memory and one memory-mapped from disk (dataset.in_memory=false) give the same numbers to the last
+    bit, and no more than a block is copied."""
+    k = numbers.shape[1]
+    count, mean, squares = np.zeros(k), np.zeros(k), np.zeros(k)
     with np.errstate(invalid="ignore", over="ignore"):  # an infinite value: encode_arrays names its row
-        mean = rows.mean(axis=0)
-        any_missing = np.isnan(mean)  # NaN propagates: no pass over the whole block to find the columns with gaps
-        rows -= mean
-        std = np.sqrt(np.einsum("ij,ij->j", rows, rows) / max(len(rows), 1))
-    if any_missing.any():
-        gaps = numbers[train][:, any_missing]
-        empty = np.isnan(gaps).all(axis=0)
-        if empty.any():
-            name = np.asarray(numeric)[any_missing][empty][0]
-            raise DlxError(f'Column "{name}" of {path} is empty in every training row: there is nothing to learn '
-                           "from it. Leave it out of dataset.features.")
-        with np.errstate(invalid="ignore", over="ignore"):
-            mean[any_missing], std[any_missing] = np.nanmean(gaps, axis=0), np.nanstd(gaps, axis=0)
-    return mean, std, any_missing
+        for begin in range(0, len(train), STATS_ROWS):
+            block_count, block_mean, block_squares = moments(numbers[train[begin : begin + STATS_ROWS]])
+            total = count + block_count
+            share = np.divide(block_count, total, out=np.zeros(k), where=total > 0)
+            delta = block_mean - mean
+            mean = mean + delta * share
+            squares = squares + block_squares + delta * delta * count * share
+            count = total
+    any_missing = count < len(train)
+    if (count == 0).any() and len(train):
+        name = np.asarray(numeric)[count == 0][0]
+        raise DlxError(f'Column "{name}" of {path} is empty in every training row: there is nothing to learn '
+                       "from it. Leave it out of dataset.features.")
+    return mean, np.sqrt(squares / np.maximum(count, 1)), any_missing
 
 
-def fit_categories(name: str, labels: pd.Series, path: Path, max_categories: int) -> dict[str, Any]:
-    categories = sorted(labels.dropna().unique().tolist())
+def moments(block: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Each column's count of values, mean and sum of squared deviations from it, NaNs left out; `block` is a
+    copy (fancy-indexed rows), centred in place."""
+    mean = block.mean(axis=0)
+    count = np.full(block.shape[1], float(len(block)))
+    gaps = np.isnan(mean)  # NaN propagates: only the columns with missing values need a mask
+    if gaps.any():
+        present = ~np.isnan(block[:, gaps])
+        count[gaps] = present.sum(axis=0)
+        mean[gaps] = np.nansum(block[:, gaps], axis=0) / np.maximum(count[gaps], 1)
+    block -= mean
+    if gaps.any():
+        block[:, gaps] = np.where(present, block[:, gaps], 0.0)
+    return count, mean, np.einsum("ij,ij->j", block, block)
+
+
+def fit_categories(name: str, observed: Observed, path: Path, max_categories: int) -> dict[str, Any]:
+    categories = observed.categories
     if len(categories) > max_categories:
-        every_row = len(categories) == labels.notna().sum()
+        every_row = len(categories) == observed.present
         raise DlxError(f'Column "{name}" of {path} has {len(categories):,} distinct values in the training rows'
                        + (" (a different one in every row: an identifier?)" if every_row else "")
                        + f", more than dataset.max_categories={max_categories}: one input per category would "
@@ -513,7 +627,7 @@ def fit_categories(name: str, labels: pd.Series, path: Path, max_categories: int
                        f"carries to new rows. Leave the column out (list the others in dataset.features), or "
                        f"raise dataset.max_categories if it truly holds categories; if it holds numbers, remove "
                        "the text among them.")
-    return {"name": name, "categories": [str(c) for c in categories], "missing": bool(labels.isna().any())}
+    return {"name": name, "categories": [str(c) for c in categories], "missing": observed.missing}
 
 
 def feature_names(record: dict[str, Any]) -> list[str]:
@@ -630,18 +744,166 @@ def well_formed_preprocessing(record: Any) -> bool:
     return finite and strings and record["features"] == feature_names(record)
 
 
-def log_table(path: Path, frame: pd.DataFrame, preprocessing: dict[str, Any], rows: dict[str, np.ndarray],
-              encoded: Encoded, class_names: list[str]) -> None:
+def log_table(path: Path, row_count: int, preprocessing: dict[str, Any], rows: dict[str, np.ndarray],
+              unseen: dict[str, int], new_missing: dict[str, int], class_names: list[str], where: str) -> None:
     numeric, categorical = preprocessing["numeric"], preprocessing["categorical"]
-    logger.info(f"Table {path}: {len(frame):,} rows ({', '.join(f'{len(v):,} {k}' for k, v in rows.items())}); "
+    logger.info(f"Table {path}: {row_count:,} rows ({', '.join(f'{len(v):,} {k}' for k, v in rows.items())}); "
                 f"{len(numeric)} numeric column(s), standardised, and {len(categorical)} categorical, one-hot: "
                 f"{len(preprocessing['features'])} inputs"
                 + (f"; classes {', '.join(class_names[:10])}{' ...' if len(class_names) > 10 else ''}"
-                   if class_names else ""))
-    if encoded.unseen:
+                   if class_names else "") + f"; {where}")
+    if unseen:
         logger.info("Validation and test rows with categories the training rows do not have (encoded as all "
-                    "zeros), per column: " + ", ".join(f"{name} {count:,}" for name, count in encoded.unseen.items()))
-    if encoded.new_missing:
+                    "zeros), per column: " + ", ".join(f"{name} {count:,}" for name, count in unseen.items()))
+    if new_missing:
         logger.info("Validation and test rows missing numbers in columns that have none missing in the training "
                     "rows (read as the training mean), per column: "
-                    + ", ".join(f"{name} {count:,}" for name, count in encoded.new_missing.items()))
+                    + ", ".join(f"{name} {count:,}" for name, count in new_missing.items()))
+
+
+# --- tables larger than memory ----------------------------------------------------------------------------------
+#
+# The same steps as table_in_memory, a chunk at a time: the target and split columns of every row (one value per
+# row: held in memory), the splits; the feature columns into scratch arrays on disk (numbers as float64, categories
+# as codes); the statistics from those, a block at a time as in memory; then the encoded rows into x.npy.
+
+def streamed_table(file: Path, options: TableOptions, cache_dir: str | None) -> DataSplits:
+    started = time.perf_counter()
+    cache = TableCache(cache_folder(cache_dir), file, dataclasses.asdict(options))
+    if not cache.complete():
+        encode_to_cache(file, options, cache)
+    record = cache.record()
+    y = torch.from_numpy(np.load(cache.folder / "y.npy"))
+    rows = {name: cache.rows(name) for name in ("train", "val", "test")}
+    splits = {name: MappedRows(cache.folder / "x.npy", index, y[torch.from_numpy(index)]) for name, index in rows.items()}
+    log_table(file, record["row_count"], record["preprocessing"], rows, record["unseen"], record["new_missing"],
+              record["class_names"], f"streamed from its encoded copy in {cache.folder} ("
+              f"{'from an earlier run' if cache.hit else 'encoded now'}), ready in {time.perf_counter() - started:.2f} s")
+    return DataSplits(train=splits["train"], val=splits["val"], test=splits["test"], task=record["task"],
+                      class_names=record["class_names"], preprocessing=record["preprocessing"])
+
+
+def encode_to_cache(file: Path, options: TableOptions, cache: TableCache) -> None:
+    o = options
+    kind, separator = table_format(file, o.sep)
+    cache.make_folder()
+    head = next(chunks_of(file, kind, separator, o.na_values), None)
+    if head is None or len(head) == 0:
+        raise empty_table(file, 0 if head is None else head.shape[1])
+    columns = chosen_features(head, file, o.target, o.features, o.categorical, o.split_column)
+    kinds = column_kinds(head, file, columns, set(o.categorical or []))
+    wanted = [o.target, *([o.split_column] if o.split_column else [])]
+    frame = pd.concat(list(chunks_of(file, kind, separator, o.na_values, wanted)))  # one or two values a row
+    row_count = len(frame)
+    frame, targets, class_names, task_kind = read_target(frame, file, o.target, o.task)
+    rows = split_rows(frame, file, o.split_column, targets, task_kind, o.val_fraction, o.test_fraction, o.split_seed)
+    positions = frame.index.to_numpy()  # each row's position in the file (rows without a target are left out)
+    scratch = Scratch(cache)
+    try:
+        numbers, codes, vocabularies = raw_columns(file, kind, separator, o.na_values, kinds, positions, row_count,
+                                                   scratch)
+        train_codes = codes[rows["train"]]
+        observed = {name: observed_codes(train_codes[:, j], vocabularies[j])
+                    for j, name in enumerate(kinds["categorical"])}
+        preprocessing = preprocessing_of(numbers, rows["train"], observed, kinds["numeric"], file, o.max_categories)
+        preprocessing, y = with_targets(preprocessing, file, options, task_kind, targets, rows["train"])
+        unseen, new_missing = encode_to_disk(numbers, codes, vocabularies, preprocessing, file, positions, scratch)
+    finally:
+        scratch.remove()
+    np.save(cache.folder / "y.npy", y)
+    for name, index in rows.items():
+        np.save(cache.folder / f"rows-{name}.npy", index)
+    cache.write_record({"row_count": row_count, "task": task_kind, "class_names": class_names,
+                        "preprocessing": preprocessing, "unseen": unseen, "new_missing": new_missing})
+
+
+def chunks_of(file: Path, kind: str, separator: str | None, na_values: list[str],
+              columns: list[str] | None = None) -> Iterator[pd.DataFrame]:
+    """table_chunks, with a file that cannot be read, or a cell whose type differs from its column's first
+    rows, said in one paragraph."""
+    try:
+        yield from table_chunks(file, kind, separator, na_values, columns)
+    except (OSError, pyarrow.ArrowException) as err:
+        converting = re.search(r"column #(\d+): CSV conversion error to (\w+): invalid value '(.*)'", str(err))
+        if converting is None:
+            raise unreadable(file, kind, separator, err) from err
+        raise DlxError(f"{file} holds {converting[3]!r} in a column of {converting[2]} values (column "
+                       f"{int(converting[1]) + 1} of the file, counted from 1): read in chunks "
+                       "(dataset.in_memory=false), a text file's column types are those of its first rows, and a "
+                       "later cell must fit them. Correct the value, or empty the cell (an empty cell is a missing "
+                       "value), or add the text to dataset.na_values.") from err
+
+
+class Scratch:
+    """The scratch arrays of one encoding, removed at its end, whether it succeeds or not."""
+
+    def __init__(self, cache: TableCache) -> None:
+        self.cache = cache
+        self.paths: list[Path] = []
+
+    def array(self, name: str, dtype: Any, shape: tuple[int, ...]) -> np.memmap:
+        array, path = self.cache.array(name, dtype, shape)
+        self.paths.append(path)
+        return array
+
+    def keep(self, array: np.memmap, name: str) -> None:
+        array.flush()
+        self.cache.keep(self.paths.pop(), name)
+
+    def remove(self) -> None:
+        for path in self.paths:
+            path.unlink(missing_ok=True)
+
+
+def raw_columns(file: Path, kind: str, separator: str | None, na_values: list[str], kinds: dict[str, list[str]],
+                positions: np.ndarray, row_count: int, scratch: Scratch) -> tuple[np.ndarray, np.ndarray, list[list[str]]]:
+    """The numeric columns of the rows at `positions` (float64, NaN where missing) and their categorical columns
+    (int32 codes into each column's vocabulary, the labels in order of first appearance; -1 where missing), as
+    scratch arrays on disk; and the vocabularies."""
+    numeric, categorical = kinds["numeric"], kinds["categorical"]
+    rank = np.full(row_count, -1, dtype=np.int64)  # a row of the file -> its row in the arrays (-1: left out)
+    rank[positions] = np.arange(len(positions))
+    numbers = scratch.array("numbers", np.float64, (len(positions), len(numeric)))
+    codes = scratch.array("codes", np.int32, (len(positions), len(categorical)))
+    vocabularies: list[dict[str, int]] = [{} for _ in categorical]
+    for chunk in chunks_of(file, kind, separator, na_values, numeric + categorical):
+        kept = rank[chunk.index.to_numpy()]
+        chunk, kept = chunk[kept >= 0], kept[kept >= 0]
+        numbers[kept] = numeric_block(chunk, file, numeric)
+        for j, name in enumerate(categorical):
+            codes[kept, j] = vocabulary_codes(category_labels(chunk[name]), vocabularies[j])
+    return numbers, codes, [list(vocabulary) for vocabulary in vocabularies]
+
+
+def vocabulary_codes(labels: pd.Series, vocabulary: dict[str, int]) -> np.ndarray:
+    """Each label's code in `vocabulary` (new labels added), -1 where missing."""
+    cells, distinct = pd.factorize(labels)
+    codes = np.array([vocabulary.setdefault(str(label), len(vocabulary)) for label in distinct], dtype=np.int32)
+    return np.where(cells >= 0, codes[cells] if len(codes) else -1, -1).astype(np.int32)
+
+
+def observed_codes(codes: np.ndarray, vocabulary: list[str]) -> Observed:
+    present = codes[codes >= 0]
+    return Observed(sorted(vocabulary[c] for c in np.unique(present)), len(present), bool((codes < 0).any()))
+
+
+def encode_to_disk(numbers: np.ndarray, codes: np.ndarray, vocabularies: list[list[str]],
+                   preprocessing: dict[str, Any], file: Path, positions: np.ndarray,
+                   scratch: Scratch) -> tuple[dict[str, int], dict[str, int]]:
+    """Every row encoded (by encode_arrays, a block of rows at a time) into the cache's x.npy; the counts of
+    rows with unseen categories and of newly missing numbers, per column, for the log."""
+    x = scratch.array("x", np.float32, (len(numbers), len(preprocessing["features"])))
+    names = [column["name"] for column in preprocessing["categorical"]]
+    # A code of -1 (missing) picks the NaN at the end of each column's labels.
+    labels_of = [np.array([*vocabulary, np.nan], dtype=object) for vocabulary in vocabularies]
+    unseen: Counter[str] = Counter()
+    new_missing: Counter[str] = Counter()
+    for begin in range(0, len(numbers), CHUNK_ROWS):
+        block = slice(begin, begin + CHUNK_ROWS)
+        labels = {name: pd.Series(labels_of[j][codes[block, j]]) for j, name in enumerate(names)}
+        encoded = encode_arrays(np.asarray(numbers[block]), labels, preprocessing, file, positions[block])
+        x[block] = encoded.x
+        unseen.update(encoded.unseen)
+        new_missing.update(encoded.new_missing)
+    scratch.keep(x, "x.npy")
+    return dict(unseen), dict(new_missing)

@@ -1,5 +1,6 @@
 """dlx.data.images and the pure parts of dlx.data.image_folder, on real image files written with Pillow."""
 
+import logging
 from pathlib import Path
 
 import numpy as np
@@ -129,12 +130,19 @@ def test_choose_shape_takes_the_shared_size_or_asks(tmp_path: Path) -> None:
     assert choose_shape(mixed, layout.files, 8, 3) == ((8, 8), 3)  # asked for: every image resized to it
 
 
-def test_in_memory_auto_streams_what_would_not_fit(monkeypatch: pytest.MonkeyPatch) -> None:
-    from dlx.data import image_folder
+def test_in_memory_auto_streams_what_would_not_fit(monkeypatch: pytest.MonkeyPatch,
+                                                  caplog: pytest.LogCaptureFixture) -> None:
+    from dlx.data import memory
 
-    monkeypatch.setattr(image_folder, "available_memory", lambda: 10 * 2**30)  # 10 GiB available
-    assert image_folder.choose_in_memory("auto", decoded_bytes=500 * 2**20)  # 4.4 GiB as held: fits in half
-    assert not image_folder.choose_in_memory("auto", decoded_bytes=600 * 2**20)  # 5.3 GiB: streamed
-    assert image_folder.choose_in_memory(True, decoded_bytes=10**15) and not image_folder.choose_in_memory(False, 1)
+    caplog.set_level(logging.INFO, logger="dlx")
+    # Caught even when dlx's logger does not propagate (after a run in this process set up its logging).
+    monkeypatch.setattr(logging.getLogger("dlx"), "handlers", [caplog.handler])
+
+    monkeypatch.setattr(memory, "available_memory", lambda: 10 * 2**30)  # 10 GiB available
+    assert memory.choose_in_memory("auto", 5 * 2**30, "the images", "streaming them")  # fits in half
+    assert not caplog.records
+    assert not memory.choose_in_memory("auto", 5 * 2**30 + 1, "the images", "streaming them")
+    assert "the images would take about 5.0 GiB of the 10.0 GiB available: streaming them" in caplog.text
+    assert memory.choose_in_memory(True, 10**15, "", "") and not memory.choose_in_memory(False, 1, "", "")
     with pytest.raises(DlxError, match="dataset.in_memory=maybe"):
-        image_folder.choose_in_memory("maybe", 1)
+        memory.choose_in_memory("maybe", 1, "", "")
