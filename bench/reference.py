@@ -2,6 +2,7 @@
 evaluations as a dlx job, in a plain PyTorch loop over tensors held in memory, with no framework around it.
 
     python bench/reference.py --job ffn --data /usr/share/datasets/fashion-mnist   # or --data digits
+    python bench/reference.py --job cnn --data synthetic:100000 --batch 256 --steps 300   # for the growth tables
 
 Prints one JSON line: wall time inside the process, training time, samples per second, test accuracy.
 """
@@ -18,8 +19,21 @@ import torch
 from torch import nn
 
 
+def synthetic(count: int) -> tuple[torch.Tensor, ...]:
+    """`count` random 28x28 images labelled by a fixed random linear map into 10 classes, 20% of them for test:
+    the data dlx's `dataset=synthetic` makes, written as a user would."""
+    generator = np.random.default_rng(0)
+    x = generator.random((count, 1, 28, 28), dtype=np.float32)
+    projection = generator.standard_normal((28 * 28, 10)).astype(np.float32)
+    y = ((x.reshape(count, -1) - 0.5) @ projection).argmax(axis=1)
+    test = count // 5
+    return torch.from_numpy(x[test:]), torch.from_numpy(y[test:]), torch.from_numpy(x[:test]), torch.from_numpy(y[:test])
+
+
 def load(data: str) -> tuple[torch.Tensor, ...]:
     """(x_train, y_train, x_test, y_test) as float images in [0, 1] (N, 1, H, W) and int64 labels."""
+    if data.startswith("synthetic:"):
+        return synthetic(int(data.split(":", 1)[1]))
     if data == "digits":
         from sklearn.datasets import load_digits
 
@@ -69,8 +83,9 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--job", choices=["ffn", "cnn"], required=True)
     parser.add_argument("--data", required=True)
-    parser.add_argument("--steps", type=int, default=0, help="ffn: optimizer steps (default 3000)")
-    parser.add_argument("--epochs", type=int, default=2, help="cnn: epochs")
+    parser.add_argument("--steps", type=int, default=0,
+                        help="optimizer steps, with a validation at the last (default: ffn 3000, cnn 2 epochs)")
+    parser.add_argument("--batch", type=int, default=0, help="batch size (default: ffn 100, cnn 128)")
     parser.add_argument("--device", default="cpu")
     args = parser.parse_args()
     started = time.perf_counter()
@@ -87,11 +102,11 @@ def main() -> None:
         t.to(args.device) for t in (x_train, y_train, x_val, y_val, x_test, y_test))
 
     model = model_for(args.job, tuple(x_train.shape[1:])).to(args.device)
-    batch = 100 if args.job == "ffn" else 128
+    batch = args.batch or (100 if args.job == "ffn" else 128)
     optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
     per_epoch = math.ceil(len(x_train) / batch)
-    steps = (args.steps or 3000) if args.job == "ffn" else args.epochs * per_epoch
-    eval_every = 500 if args.job == "ffn" else per_epoch
+    steps = args.steps or (3000 if args.job == "ffn" else 2 * per_epoch)
+    eval_every = args.steps or (500 if args.job == "ffn" else per_epoch)
     loss_fn = nn.CrossEntropyLoss()
 
     train_started = time.perf_counter()
