@@ -60,3 +60,17 @@ def test_sigkill_mid_epoch_on_a_streamed_table_then_resume_is_bit_identical(peop
 
     dlx(*args, "trainer.resume=auto", cwd=tmp_path)
     assert_same_weights(weights(tmp_path / "whole"), weights(tmp_path / "killed"))
+
+
+@pytest.mark.slow
+def test_two_ddp_processes_share_a_streamed_table(people: Path, tmp_path: Path) -> None:
+    # Both ranks find no encoded copy and encode the table at once, into scratch files of their own.
+    common = ["trainer.devices=2", "trainer.max_epochs=2"]
+    dlx(*train_args(people, tmp_path / "cache", *common, "dataset.in_memory=false", "hydra.run.dir=streamed"),
+        cwd=tmp_path)
+    dlx(*train_args(people, tmp_path / "cache", *common, "dataset.in_memory=true", "hydra.run.dir=in_memory"),
+        cwd=tmp_path)
+    streamed = summary_of(tmp_path / "streamed")
+    assert streamed["distributed"]["world_size"] == 2
+    assert len(set(streamed["distributed"]["weights_sha256_per_rank"])) == 1
+    assert_same_weights(weights(tmp_path / "streamed"), weights(tmp_path / "in_memory"))

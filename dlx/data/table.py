@@ -810,9 +810,9 @@ def encode_to_cache(file: Path, options: TableOptions, cache: TableCache) -> Non
         unseen, new_missing = encode_to_disk(numbers, codes, vocabularies, preprocessing, file, positions, scratch)
     finally:
         scratch.remove()
-    np.save(cache.folder / "y.npy", y)
+    cache.save("y.npy", y)
     for name, index in rows.items():
-        np.save(cache.folder / f"rows-{name}.npy", index)
+        cache.save(f"rows-{name}.npy", index)
     cache.write_record({"row_count": row_count, "task": task_kind, "class_names": class_names,
                         "preprocessing": preprocessing, "unseen": unseen, "new_missing": new_missing})
 

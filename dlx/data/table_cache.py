@@ -124,6 +124,16 @@ class TableCache:
         """The scratch file, complete, as `name`: renamed over any earlier one (readers see one or the other)."""
         os.replace(scratch, self.folder / name)
 
+    def save(self, name: str, array: np.ndarray) -> None:
+        """A small array as `name`, written to a scratch file first: another process may be reading it."""
+        path = self.scratch(name)
+        try:
+            with open(path, "wb") as file:
+                np.save(file, array)
+            self.keep(path, name)
+        finally:
+            path.unlink(missing_ok=True)
+
     def write_record(self, record: dict[str, Any]) -> None:
         write_json_atomically(self.folder / "record.json", record)
 
