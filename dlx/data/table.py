@@ -160,10 +160,14 @@ def with_targets(preprocessing: dict[str, Any], file: Path, options: TableOption
 def memory_estimate(file: Path, sep: str | None) -> int:
     """Bytes a table takes in memory while it is read and encoded: the frame pandas reads, the float64 block of
     its numbers and the float32 features, about 4x a text file's size (more when it is compressed) or 24 bytes
-    per cell of a Parquet file."""
+    per cell of a Parquet file. An estimate: a text column of many categories widens into one float32 input per
+    category, which only reading it tells (dataset.in_memory=false streams such a table whatever its size)."""
     kind, _ = table_format(file, sep)
     if kind == "parquet":
-        metadata = pyarrow.parquet.ParquetFile(file).metadata
+        try:
+            metadata = pyarrow.parquet.read_metadata(file)
+        except (OSError, pyarrow.ArrowException) as err:
+            raise unreadable(file, kind, None, err) from err
         return 24 * metadata.num_rows * metadata.num_columns
     compressed = file.suffix.lower() in COMPRESSIONS
     return file.stat().st_size * (4 * 5 if compressed else 4)
@@ -611,9 +615,11 @@ def moments(block: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         count[gaps] = present.sum(axis=0)
         mean[gaps] = np.nansum(block[:, gaps], axis=0) / np.maximum(count[gaps], 1)
     block -= mean
-    if gaps.any():
-        block[:, gaps] = np.where(present, block[:, gaps], 0.0)
-    return count, mean, np.einsum("ij,ij->j", block, block)
+    squares = np.einsum("ij,ij->j", block, block)
+    if gaps.any():  # summed as np.nanstd sums them, so that a small table's numbers are what they always were
+        deviations = np.where(present, block[:, gaps], 0.0)
+        squares[gaps] = np.sum(deviations * deviations, axis=0)
+    return count, mean, squares
 
 
 def fit_categories(name: str, observed: Observed, path: Path, max_categories: int) -> dict[str, Any]:
@@ -789,9 +795,10 @@ def encode_to_cache(file: Path, options: TableOptions, cache: TableCache) -> Non
     cache.make_folder()
     head = next(chunks_of(file, kind, separator, o.na_values), None)
     if head is None or len(head) == 0:
-        raise empty_table(file, 0 if head is None else head.shape[1])
+        read_table(file, o.sep, o.na_values)  # an empty table, whose error says what it holds
+    assert head is not None
     columns = chosen_features(head, file, o.target, o.features, o.categorical, o.split_column)
-    kinds = column_kinds(head, file, columns, set(o.categorical or []))
+    kinds = streamed_kinds(file, kind, head, columns, set(o.categorical or []))
     wanted = [o.target, *([o.split_column] if o.split_column else [])]
     frame = pd.concat(list(chunks_of(file, kind, separator, o.na_values, wanted)))  # one or two values a row
     row_count = len(frame)
@@ -817,13 +824,31 @@ def encode_to_cache(file: Path, options: TableOptions, cache: TableCache) -> Non
                         "preprocessing": preprocessing, "unseen": unseen, "new_missing": new_missing})
 
 
+def streamed_kinds(file: Path, kind: str, head: pd.DataFrame, columns: list[str],
+                   categorical: set[str]) -> dict[str, list[str]]:
+    """column_kinds of the whole table: for Parquet, from each column read whole, one at a time (a column is a
+    small part of a wide table, and Parquet reads one without the others); for text, from the first chunk,
+    whose types pyarrow then holds the rest of the file to."""
+    if kind != "parquet":
+        return column_kinds(head, file, columns, categorical)
+    kinds: dict[str, list[str]] = {"numeric": [], "categorical": []}
+    for name in columns:
+        try:
+            column = pyarrow.parquet.read_table(file, columns=[name]).to_pandas()
+        except (OSError, pyarrow.ArrowException) as err:
+            raise unreadable(file, kind, None, err) from err
+        for which, names in column_kinds(column, file, [name], categorical).items():
+            kinds[which] += names
+    return kinds
+
+
 def chunks_of(file: Path, kind: str, separator: str | None, na_values: list[str],
               columns: list[str] | None = None) -> Iterator[pd.DataFrame]:
     """table_chunks, with a file that cannot be read, or a cell whose type differs from its column's first
     rows, said in one paragraph."""
     try:
         yield from table_chunks(file, kind, separator, na_values, columns)
-    except (OSError, pyarrow.ArrowException) as err:
+    except (OSError, ValueError, pyarrow.ArrowException) as err:  # ValueError: text that is not UTF-8
         converting = re.search(r"column #(\d+): CSV conversion error to (\w+): invalid value '(.*)'", str(err))
         if converting is None:
             raise unreadable(file, kind, separator, err) from err
@@ -865,20 +890,22 @@ def raw_columns(file: Path, kind: str, separator: str | None, na_values: list[st
     rank[positions] = np.arange(len(positions))
     numbers = scratch.array("numbers", np.float64, (len(positions), len(numeric)))
     codes = scratch.array("codes", np.int32, (len(positions), len(categorical)))
-    vocabularies: list[dict[str, int]] = [{} for _ in categorical]
+    vocabularies: list[dict[Any, int]] = [{} for _ in categorical]
     for chunk in chunks_of(file, kind, separator, na_values, numeric + categorical):
         kept = rank[chunk.index.to_numpy()]
         chunk, kept = chunk[kept >= 0], kept[kept >= 0]
         numbers[kept] = numeric_block(chunk, file, numeric)
         for j, name in enumerate(categorical):
-            codes[kept, j] = vocabulary_codes(category_labels(chunk[name]), vocabularies[j])
-    return numbers, codes, [list(vocabulary) for vocabulary in vocabularies]
+            codes[kept, j] = vocabulary_codes(chunk[name], vocabularies[j])
+    # Named once per column, from all its distinct values: category_labels writes 1.0 as "1" only when every
+    # value of the column is whole, which no single chunk can tell.
+    return numbers, codes, [category_labels(pd.Series(list(vocabulary))).tolist() for vocabulary in vocabularies]
 
 
-def vocabulary_codes(labels: pd.Series, vocabulary: dict[str, int]) -> np.ndarray:
-    """Each label's code in `vocabulary` (new labels added), -1 where missing."""
-    cells, distinct = pd.factorize(labels)
-    codes = np.array([vocabulary.setdefault(str(label), len(vocabulary)) for label in distinct], dtype=np.int32)
+def vocabulary_codes(values: pd.Series, vocabulary: dict[Any, int]) -> np.ndarray:
+    """Each value's code in `vocabulary` (new values added), -1 where missing."""
+    cells, distinct = pd.factorize(values)
+    codes = np.array([vocabulary.setdefault(value, len(vocabulary)) for value in distinct], dtype=np.int32)
     return np.where(cells >= 0, codes[cells] if len(codes) else -1, -1).astype(np.int32)
 
 

@@ -11,9 +11,11 @@ DataLoader workers would pickle back one by one, so trainer.num_workers is not u
 import contextlib
 import hashlib
 import json
+import lzma
 import os
 import secrets
 import shutil
+import zipfile
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -57,12 +59,28 @@ def record_batches(path: Path, kind: str, separator: str | None, na_values: list
         yield from pyarrow.parquet.ParquetFile(path).iter_batches(batch_size=CHUNK_ROWS, columns=columns)
         return
     reader = pyarrow.csv.open_csv(
-        path, read_options=pyarrow.csv.ReadOptions(block_size=CHUNK_BYTES),
+        text_source(path), read_options=pyarrow.csv.ReadOptions(block_size=CHUNK_BYTES),
         parse_options=pyarrow.csv.ParseOptions(delimiter=separator or ","),
         convert_options=pyarrow.csv.ConvertOptions(null_values=DEFAULT_NA + list(na_values or []),
                                                    strings_can_be_null=True, include_columns=columns))
     with contextlib.closing(reader):
         yield from reader
+
+
+def text_source(path: Path) -> Any:
+    """What pyarrow reads a text file from: its path, which pyarrow decompresses by the suffix (.gz, .bz2, .zst),
+    or, for the compressions it does not know, a stream Python decompresses (.xz; .zip, its single member)."""
+    suffix = path.suffix.lower()
+    if suffix == ".xz":
+        return lzma.open(path)
+    if suffix == ".zip":
+        archive = zipfile.ZipFile(path)
+        members = [info for info in archive.infolist() if not info.is_dir()]
+        if len(members) != 1:
+            raise DlxError(f"{path} holds {len(members)} files; a zipped table must hold exactly one (as pandas "
+                           "requires too). Zip the table alone, or unzip it and point dataset.path at the file.")
+        return archive.open(members[0])
+    return str(path)
 
 
 def cache_folder(cache_dir: str | None) -> Path:
@@ -98,16 +116,27 @@ class TableCache:
             raise DlxError(f"The table cache {self.folder} cannot be created ({err}). A table read with "
                            "dataset.in_memory=false is encoded to disk: set dataset.cache_dir to a writable folder "
                            "with room for it.") from err
+        self.remove_abandoned_scratch()
         if not (self.folder / "source.txt").exists():
             self.remove_stale()
             write_text_atomically(self.folder / "source.txt", f"{self.source}\n{self.stamp}\n")
+
+    def remove_abandoned_scratch(self) -> None:
+        """Scratch files of encodings whose process is gone (killed with SIGKILL, or out of memory): nothing
+        reads them, and each can be as large as the table."""
+        for scratch in self.folder.glob(".*.tmp"):
+            pid = scratch.name.split(".")[-3]
+            if pid.isdigit() and not process_alive(int(pid)):
+                scratch.unlink(missing_ok=True)
 
     def remove_stale(self) -> None:
         """The copies of earlier states of this file (another size or modification time): they will not be read
         again. Copies of the same state with other options stay (a sweep over them reads each)."""
         for other in self.base.iterdir():
-            source = other / "source.txt"
-            written = source.read_text().splitlines() if source.is_file() and other != self.folder else []
+            try:  # another process may be removing the same folder
+                written = (other / "source.txt").read_text().splitlines() if other != self.folder else []
+            except OSError:
+                continue
             if len(written) == 2 and written[0] == self.source and written[1] != self.stamp:
                 shutil.rmtree(other, ignore_errors=True)
 
@@ -122,6 +151,8 @@ class TableCache:
 
     def keep(self, scratch: Path, name: str) -> None:
         """The scratch file, complete, as `name`: renamed over any earlier one (readers see one or the other)."""
+        with open(scratch, "rb+") as file:
+            os.fsync(file.fileno())
         os.replace(scratch, self.folder / name)
 
     def save(self, name: str, array: np.ndarray) -> None:
@@ -130,6 +161,8 @@ class TableCache:
         try:
             with open(path, "wb") as file:
                 np.save(file, array)
+                file.flush()
+                os.fsync(file.fileno())  # on disk before record.json, which is, says the copy is complete
             self.keep(path, name)
         finally:
             path.unlink(missing_ok=True)
@@ -147,23 +180,28 @@ class TableCache:
 
 
 class MappedRows:
-    """A split of an encoded table: sample i is row rows[i] of x.npy, read through a memory map opened for each
-    batch (a map kept open for a whole run would hold every page it has touched: nanoGPT #287). Its targets are
-    small (one value per row) and held in memory."""
+    """A split of an encoded table: sample i is row rows[i] of x.npy, read through a memory map made for each
+    batch (a map kept for a whole run would hold every page it has touched: nanoGPT #287) from a file held open
+    (so that a copy removed under a run, its file changed meanwhile, stays readable to the run's end). Its
+    targets are small (one value per row) and held in memory."""
 
     def __init__(self, path: Path, rows: np.ndarray, y: torch.Tensor, inputs: Inputs | None = None,
                  device: str = "cpu") -> None:
         self.path, self.rows, self.y = path, rows, y
         self.inputs = inputs or (lambda x: x)
         self.device = device
-        self.width = int(np.load(path, mmap_mode="r").shape[1])
+        self.file = open(path, "rb")  # held for the split's life, closed with it
+        version = np.lib.format.read_magic(self.file)
+        read_header = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+        self.shape, _, self.dtype = read_header(self.file)
+        self.offset = self.file.tell()
 
     def __len__(self) -> int:
         return len(self.rows)
 
     @property
     def sample_shape(self) -> list[int]:
-        return [self.width]
+        return [int(self.shape[1])]
 
     def prepared(self, inputs: Inputs, device: str, loading: Loading) -> "MappedRows":
         return MappedRows(self.path, self.rows, self.y.to(device), inputs, device)
@@ -171,10 +209,20 @@ class MappedRows:
     def batches(self, indices: Sequence[BatchIndex]) -> Iterator[Batch]:
         for index in indices:
             positions = self.rows[index] if isinstance(index, slice) else self.rows[index.cpu().numpy()]
-            x = np.load(self.path, mmap_mode="r")
+            x = np.memmap(self.file, dtype=self.dtype, mode="r", offset=self.offset, shape=self.shape)
             batch = torch.from_numpy(np.ascontiguousarray(x[positions]))
             del x
             yield self.inputs(batch.to(self.device)), self.y[index]
 
     def labels(self) -> torch.Tensor:
         return self.y
+
+
+def process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # alive, another user's
+        return True
+    return True

@@ -5,6 +5,7 @@ not fit; a cell that does not fit its column's type in a later chunk is named.""
 
 import logging
 import os
+import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -81,7 +82,8 @@ def test_a_regression_streams_with_its_target_standardised_the_same_way(tmp_path
     whole = load_table(str(tmp_path / "p.csv"), "price", in_memory=True)
     streamed = load_table(str(tmp_path / "p.csv"), "price", in_memory=False, cache_dir=str(tmp_path / "c"))
     assert streamed.task == "regression" and streamed.preprocessing == whole.preprocessing
-    assert torch.equal(rows_of(streamed.test)[1], rows_of(whole.test)[1])
+    for name in ("train", "val", "test"):
+        assert all(torch.equal(a, b) for a, b in zip(rows_of(streamed.split(name)), rows_of(whole.split(name))))
 
 
 def test_the_encoded_copy_is_reused_then_rebuilt_when_the_file_changes(tmp_path: Path, small_chunks: None,
@@ -158,7 +160,77 @@ def test_the_errors_of_a_table_read_whole_hold_when_it_is_streamed(tmp_path: Pat
     with pytest.raises(DlxError, match="has one class only"):
         load_table(str(tmp_path / "one.csv"), "label", in_memory=False, cache_dir=str(tmp_path / "cache"))
     (tmp_path / "header.csv").write_text("a,label\n")
-    with pytest.raises(DlxError, match="is an empty table"):
+    with pytest.raises(DlxError, match=r"is an empty table: it has a header \(2 columns\) but no rows"):
         load_table(str(tmp_path / "header.csv"), "label", in_memory=False, cache_dir=str(tmp_path / "cache"))
-    with pytest.raises(DlxError, match="does not exist"):
-        load_table(str(tmp_path / "absent.csv"), "label", in_memory=False, cache_dir=str(tmp_path / "cache"))
+    (tmp_path / "latin.csv").write_bytes("name,label\nJos\xe9,a\nRen\xe9e,b\n".encode("latin-1"))
+    with pytest.raises(DlxError, match="latin.csv"):
+        load_table(str(tmp_path / "latin.csv"), "label", in_memory=False, cache_dir=str(tmp_path / "cache"))
+    (tmp_path / "cut.parquet").write_bytes(b"PAR1" + b"\x00" * 64)
+    for in_memory in (True, False):
+        with pytest.raises(DlxError, match="cut.parquet cannot be read as Parquet"):
+            load_table(str(tmp_path / "cut.parquet"), "label", in_memory=in_memory, cache_dir=str(tmp_path / "c"))
+
+
+def streamed_matches_in_memory(path: Path, cache: Path, **options: object) -> table.DataSplits:
+    whole = load_table(str(path), "label", in_memory=True, **options)
+    streamed = load_table(str(path), "label", in_memory=False, cache_dir=str(cache), **options)
+    assert streamed.preprocessing == whole.preprocessing
+    for name in ("train", "val", "test"):
+        assert all(torch.equal(a, b) for a, b in zip(rows_of(streamed.split(name)), rows_of(whole.split(name))))
+    return streamed
+
+
+def test_a_column_of_numbers_as_categories_is_named_from_all_its_chunks(tmp_path: Path, small_chunks: None) -> None:
+    # Whole numbers in the first chunks, halves later: read whole, every category is named 1.0, 0.5, ...
+    written = frame(3000).assign(ratio=np.where(np.arange(3000) < 2000, np.arange(3000) % 3, 0.5))
+    written.loc[::7, "ratio"] = np.nan
+    written.to_csv(tmp_path / "t.csv", index=False)
+    data = streamed_matches_in_memory(tmp_path / "t.csv", tmp_path / "cache", categorical=["ratio"])
+    ratio = next(c for c in data.preprocessing["categorical"] if c["name"] == "ratio")
+    assert ratio["categories"] == ["0.0", "0.5", "1.0", "2.0"] and ratio["missing"]
+
+
+def test_a_parquet_column_empty_in_its_first_rows_is_typed_by_all_of_them(tmp_path: Path, small_chunks: None) -> None:
+    written = frame(2000).assign(town=lambda f: np.where(np.arange(len(f)) < 600, None, "York"))
+    written.to_parquet(tmp_path / "t.parquet", index=False, row_group_size=500)
+    data = streamed_matches_in_memory(tmp_path / "t.parquet", tmp_path / "cache")
+    assert [c["name"] for c in data.preprocessing["categorical"]] == ["colour", "flag", "town"]
+
+
+@pytest.mark.parametrize("suffix", [".csv.gz", ".csv.xz", ".csv.zip"])
+def test_compressed_text_is_streamed(suffix: str, tmp_path: Path, small_chunks: None) -> None:
+    frame(2000).to_csv(tmp_path / f"t{suffix}", index=False)
+    streamed_matches_in_memory(tmp_path / f"t{suffix}", tmp_path / "cache")
+
+
+def test_scratch_left_by_a_killed_encoding_is_removed(tmp_path: Path) -> None:
+    frame(500).to_csv(tmp_path / "t.csv", index=False)
+    load_table(str(tmp_path / "t.csv"), "label", in_memory=False, cache_dir=str(tmp_path / "cache"))
+    [state] = list((tmp_path / "cache").iterdir())
+    dead = state / ".x.999999999.abcd1234.tmp"  # no such process
+    alive = state / f".x.{os.getpid()}.abcd1234.tmp"  # an encoding still under way
+    dead.write_bytes(b"half")
+    alive.write_bytes(b"half")
+    (state / "record.json").unlink()  # as a run killed while encoding leaves it: encoded again, by this run
+    load_table(str(tmp_path / "t.csv"), "label", in_memory=False, cache_dir=str(tmp_path / "cache"))
+    assert not dead.exists() and alive.exists()
+
+
+def test_a_split_reads_on_when_its_copy_is_removed_under_it(tmp_path: Path) -> None:
+    frame(500).to_csv(tmp_path / "t.csv", index=False)
+    data = load_table(str(tmp_path / "t.csv"), "label", in_memory=False, cache_dir=str(tmp_path / "cache"))
+    before = rows_of(data.test)
+    shutil.rmtree(tmp_path / "cache")  # as a run on the changed file removes the copy of its old state
+    assert all(torch.equal(a, b) for a, b in zip(rows_of(data.test), before))
+
+
+def test_statistics_of_a_small_table_are_numpy_s_own(tmp_path: Path) -> None:
+    written = frame(3000)
+    written.to_csv(tmp_path / "t.csv", index=False)
+    data = load_table(str(tmp_path / "t.csv"), "label", in_memory=True)
+    train = table.split_rows(written[written["label"].notna()], tmp_path, None,
+                             *table.read_target(written, tmp_path, "label", "auto")[1:2],
+                             "classification", 0.1, 0.2, 0)["train"]
+    sizes = written[written["label"].notna()]["size"].to_numpy()[train]
+    size = data.preprocessing["numeric"][0]
+    assert size["name"] == "size" and size["mean"] == np.nanmean(sizes) and size["std"] == np.nanstd(sizes)
