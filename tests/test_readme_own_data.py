@@ -61,3 +61,4 @@ def test_the_readme_table_example_runs_as_written(tmp_path: Path) -> None:
     assert "streamed from its encoded copy" in (streamed.parent.parent / "train.log").read_text()
     first, second = (load_checkpoint(path)["model"] for path in (in_memory, streamed))
     assert all(torch.equal(first[key], second[key]) for key in first)
+    assert load_checkpoint(tmp_path / "outputs" / "houses" / "checkpoints" / "last.ckpt")["state"]["step"] > 0
