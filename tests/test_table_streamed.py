@@ -27,6 +27,7 @@ def people(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return folder / "people.csv"
 
 
+@pytest.mark.slow  # the unit tests compare the rows bit for bit in a second; this, the CLI end to end
 def test_a_streamed_table_trains_the_weights_of_the_table_in_memory(people: Path, tmp_path: Path) -> None:
     cache = tmp_path / "cache"
     dlx(*train_args(people, cache, "dataset.in_memory=true", "hydra.run.dir=in_memory"), cwd=tmp_path)
