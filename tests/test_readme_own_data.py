@@ -24,17 +24,21 @@ def shell_block_under(heading: str) -> str:
     return found.group(1)
 
 
-@pytest.mark.slow
-@pytest.mark.parametrize("heading", ["### A folder of images", "### Text classification", "### Language models"])
-def test_the_readme_example_runs_as_written(heading: str, tmp_path: Path) -> None:
-    script = shell_block_under(heading)
-    # The installed entry point, from the environment the tests run in; the cache in the test's own folder.
+def run_as_a_user(script: str, folder: Path) -> None:
+    """The script run by bash in `folder`, stopping at the first failing command, with the installed entry point
+    of the environment the tests run in, and the cache in the test's own folder."""
     bin_folder = str(Path(sys.executable).parent)
-    env = {**ENV, "PATH": os.pathsep.join([bin_folder, ENV.get("PATH", "")]), "XDG_CACHE_HOME": str(tmp_path / "cache")}
-    result = subprocess.run(["bash", "-euo", "pipefail", "-c", script], cwd=tmp_path, env=env, capture_output=True,
+    env = {**ENV, "PATH": os.pathsep.join([bin_folder, ENV.get("PATH", "")]), "XDG_CACHE_HOME": str(folder / "cache")}
+    result = subprocess.run(["bash", "-euo", "pipefail", "-c", script], cwd=folder, env=env, capture_output=True,
                             text=True, timeout=600)
     assert result.returncode == 0, f"--- stdout\n{result.stdout[-3000:]}\n--- stderr\n{result.stderr[-3000:]}"
     assert "Traceback" not in result.stderr
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("heading", ["### A folder of images", "### Text classification", "### Language models"])
+def test_the_readme_example_runs_as_written(heading: str, tmp_path: Path) -> None:
+    run_as_a_user(shell_block_under(heading), tmp_path)
     runs = sorted((tmp_path / "outputs").glob("*/*/summary.json"))
     assert len(runs) == 2
 
@@ -48,13 +52,8 @@ def test_the_readme_table_example_runs_as_written(tmp_path: Path) -> None:
     session = re.search(r"```text\n(.*?)```", section, re.DOTALL).group(1)
     commands = [line[2:] for line in session.splitlines() if line.startswith("$ ") and not line.startswith("$ cat")]
     assert commands[0] == "python make_houses.py" and len(commands) == 4
-    script = "\n".join([f"{sys.executable} make_houses.py", *commands[1:], shell_block_under("### Tables: CSV, TSV, Parquet")])
-    bin_folder = str(Path(sys.executable).parent)
-    env = {**ENV, "PATH": os.pathsep.join([bin_folder, ENV.get("PATH", "")]), "XDG_CACHE_HOME": str(tmp_path / "cache")}
-    result = subprocess.run(["bash", "-euo", "pipefail", "-c", script], cwd=tmp_path, env=env, capture_output=True,
-                            text=True, timeout=600)
-    assert result.returncode == 0, f"--- stdout\n{result.stdout[-3000:]}\n--- stderr\n{result.stderr[-3000:]}"
-    assert "Traceback" not in result.stderr
+    run_as_a_user("\n".join([f"{sys.executable} make_houses.py", *commands[1:],
+                              shell_block_under("### Tables: CSV, TSV, Parquet")]), tmp_path)
     priced = (tmp_path / "priced.csv").read_text().splitlines()
     assert priced[0] == "rooms,area,town,garden,prediction,probability_no,probability_yes" and len(priced) == 4
     in_memory, streamed = sorted((tmp_path / "outputs").glob("*/*/checkpoints/last.ckpt"))

@@ -1,8 +1,10 @@
 """Data sources. Each loader returns a DataSplits whose splits are held in memory (InMemory) or read from files
 batch by batch (dlx.data.streamed.Streamed); see README "Your own data"."""
 
+import os
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Literal, Protocol
 
 import numpy as np
@@ -40,6 +42,15 @@ class Split(Protocol):
 
     def labels(self) -> torch.Tensor:
         """Every target of the split, in sample order (small: one value per sample)."""
+
+
+def cache_folder(cache_dir: str | None, kind: str) -> Path:
+    """Where a loader keeps what it decoded or encoded for the next run: dataset.cache_dir, or the user's cache
+    folder, $XDG_CACHE_HOME/dlx/KIND (~/.cache/dlx/KIND)."""
+    if cache_dir:
+        return Path(cache_dir).expanduser()
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / "dlx" / kind
 
 
 def scaled(x: torch.Tensor) -> torch.Tensor:

@@ -19,7 +19,6 @@ more, overlapping blocks); validation and test blocks never overlap.
 import hashlib
 import json
 import logging
-import os
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -29,7 +28,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from dlx.data import Batch, BatchIndex, DataSplits, Inputs, Loading
+from dlx.data import Batch, BatchIndex, DataSplits, Inputs, Loading, cache_folder
 from dlx.data.text import ENCODING_ERRORS, read_text_file
 from dlx.data.tokens import UNK_ID, TokenizerKind, encode_corpus, token_dtype, tokenizer_from_json, train_tokenizer
 from dlx.errors import DlxError
@@ -58,7 +57,7 @@ def load_corpus(path: str, tokenizer: TokenizerKind = "char", vocab_size: int = 
     files = corpus_files(Path(path).expanduser(), tuple(s.lower() for s in suffixes))
     settings = {"tokenizer": tokenizer, "vocab_size": vocab_size, "lowercase": lowercase, "val": val_fraction,
                 "test": test_fraction, "seed": split_seed, "encoding_errors": encoding_errors}
-    cache = TokenCache(cache_folder(cache_dir), files, settings)
+    cache = TokenCache(cache_folder(cache_dir, "text_lm"), files, settings)
     if not cache.complete():
         documents = [Document(file, read_text_file(file, encoding_errors)) for file in files]
         cache.write(*tokenise(documents, settings))
@@ -178,14 +177,6 @@ def tokenise(documents: list[Document], settings: dict[str, Any]) -> tuple[str, 
         ids[name] = np.concatenate(chunks) if chunks else np.zeros(0, dtype=token_dtype(tokenizer.get_vocab_size()))
     unknown = int((ids["val"] == UNK_ID).sum() + (ids["test"] == UNK_ID).sum())
     return tokenizer.to_str(), ids, unknown, sum(len(document.text) for document in documents)
-
-
-def cache_folder(cache_dir: str | None) -> Path:
-    """dataset.cache_dir, or the user's cache folder: $XDG_CACHE_HOME/dlx/text_lm (~/.cache/...)."""
-    if cache_dir:
-        return Path(cache_dir).expanduser()
-    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(base) / "dlx" / "text_lm"
 
 
 class TokenCache:

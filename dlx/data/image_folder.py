@@ -26,7 +26,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from dlx.data import DataSplits, InMemory, Split
+from dlx.data import DataSplits, InMemory, Split, cache_folder
 from dlx.data.class_folders import FileKind, LabelledFile, Layout, scan_class_folders, split_indices
 from dlx.data.images import IMAGE_SUFFIXES, BadImage, Header, read_header, read_image
 from dlx.data.memory import choose_in_memory
@@ -49,7 +49,7 @@ def load_image_folder(root: str, image_size: Any = None, channels: int | None = 
     """The images under `root` as train, validation and test splits; see the module's docstring."""
     started = time.perf_counter()
     layout = scan_folder(Path(root).expanduser())
-    cache = Cache(cache_folder(cache_dir), layout)
+    cache = Cache(cache_folder(cache_dir, "image_folder"), layout)
     headers = cache.headers(layout, skip_bad_files)
     files = [each for each, header in zip(layout.files, headers) if header is not None]
     (height, width), channels = choose_shape([h for h in headers if h is not None], files, image_size, channels)
@@ -257,14 +257,6 @@ class Tolerant(Dataset):
             return self.reader[int(self.index[i])][0].numpy()
         except BadImage as err:
             return str(err)
-
-
-def cache_folder(cache_dir: str | None) -> Path:
-    """dataset.cache_dir, or the user's cache folder: $XDG_CACHE_HOME/dlx/image_folder (~/.cache/...)."""
-    if cache_dir:
-        return Path(cache_dir).expanduser()
-    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(base) / "dlx" / "image_folder"
 
 
 class Cache:

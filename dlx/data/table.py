@@ -54,9 +54,9 @@ import pyarrow.parquet
 import torch
 from pandas.api import types
 
-from dlx.data import DataSplits, InMemory, TaskKind, hold_out
+from dlx.data import DataSplits, InMemory, TaskKind, cache_folder, hold_out
 from dlx.data.memory import choose_in_memory
-from dlx.data.table_cache import CHUNK_ROWS, MappedRows, TableCache, cache_folder, table_chunks
+from dlx.data.table_cache import CHUNK_ROWS, MappedRows, TableCache, table_chunks
 from dlx.errors import DlxError, did_you_mean
 from dlx.store.files import atomic_file
 
@@ -795,7 +795,7 @@ def log_table(path: Path, row_count: int, preprocessing: dict[str, Any], rows: d
 
 def streamed_table(file: Path, options: TableOptions, cache_dir: str | None) -> DataSplits:
     started = time.perf_counter()
-    cache = TableCache(cache_folder(cache_dir), file, dataclasses.asdict(options))
+    cache = TableCache(cache_folder(cache_dir, "table"), file, dataclasses.asdict(options))
     if not cache.complete():
         encode_to_cache(file, options, cache)
     record = cache.record()

@@ -83,14 +83,6 @@ def text_source(path: Path) -> Any:
     return str(path)
 
 
-def cache_folder(cache_dir: str | None) -> Path:
-    """dataset.cache_dir, or the user's cache folder: $XDG_CACHE_HOME/dlx/table (~/.cache/...)."""
-    if cache_dir:
-        return Path(cache_dir).expanduser()
-    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(base) / "dlx" / "table"
-
-
 class TableCache:
     """One encoded table: x.npy (the rows' feature vectors, float32), y.npy (their targets), one rows-NAME.npy
     per split (positions in x) and record.json (the preprocessing, the class names, what the log says),
