@@ -21,9 +21,15 @@ def test_every_experiment_runs_from_its_command(tmp_path: Path) -> None:
     generated = ["seq2seq_addition", "seq2seq_reverse"]  # their data is generated: no folder
     # Experiments on a file or folder of their own (bench/ writes the real ones), here small ones the test writes.
     (tmp_path / "numbers.tsv").write_text("digits\twords\n" + "".join(f"{n}\t{number_words(n)}\n" for n in range(50)))
+    # bench/text.py's columns: text, topic and split.
+    quotes = [(f"the {word} of the {topic} number {n}", topic, ["train", "train", "val", "test"][n % 4])
+              for topic, word in (("computers", "program"), ("food", "soup")) for n in range(12)]
+    (tmp_path / "fortunes.csv").write_text("text,topic,split\n" + "".join(f"{t},{c},{s}\n" for t, c, s in quotes))
     own_data = {"seq2seq_numbers": ["dataset.path=numbers.tsv"],
                 "python_gpt": [f"dataset.path={JSON_SOURCES}", "dataset.block_size=32", "dataset.cache_dir=cache"],
-                "python_lstm": [f"dataset.path={JSON_SOURCES}", "dataset.block_size=32", "dataset.cache_dir=cache"]}
+                "python_lstm": [f"dataset.path={JSON_SOURCES}", "dataset.block_size=32", "dataset.cache_dir=cache"],
+                "fortunes_lstm": ["dataset.path=fortunes.csv"],
+                "fortunes_transformer": ["dataset.path=fortunes.csv"]}
     assert {*generated, *own_data} <= set(experiments)
     images = sorted(set(experiments) - set(generated) - set(own_data))
     write_mnist_folder(tmp_path / "data", compressed=True)

@@ -3,11 +3,12 @@ from typing import Literal
 
 import torch
 from torch import nn
-from torch.nn.utils.rnn import pack_padded_sequence
+from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_sequence
 
 from dlx.models.layers import PAD, WeightInit, init_weights
 
 Cell = Literal["rnn", "lstm", "gru"]
+Pooling = Literal["last", "max", "mean"]
 CELLS: dict[str, Callable[..., nn.RNNBase]] = {"rnn": nn.RNN, "lstm": nn.LSTM, "gru": nn.GRU}
 
 
@@ -39,12 +40,17 @@ def token_lengths(tokens: torch.Tensor) -> torch.Tensor:
 
 class RecurrentNet(nn.Module):
     """A recurrent classifier (vanilla RNN, LSTM or GRU cell) that reads its input one step at a time and
-    classifies from the last hidden state (both directions' when bidirectional).
+    classifies from its states: `pooling=last`, the last hidden state (both directions' when bidirectional), or
+    the maximum (`max`) or mean (`mean`) of the last layer's outputs over all steps, which lets every position of
+    a long text speak (Conneau et al. 2017 found max pooling of a bidirectional LSTM the best sentence encoder).
 
     Text (`vocab_size`, which dlx fills in from the data's tokenizer): the input is token ids (B, T), padded with
     0 after each text's tokens; an embedding turns them into vectors, and the sequences are packed, so that the
     last state is that of each text's own last token, not of the padding after it (and the backward direction
-    starts there too)."""
+    starts there too), and the padding never enters a max or a mean.
+
+    `dropout` is applied between stacked layers and to the features the output layer reads, and, for text, to the
+    embedded tokens too (small labelled text sets overfit their embeddings first)."""
 
     def __init__(
         self,
@@ -58,8 +64,11 @@ class RecurrentNet(nn.Module):
         weight_init: WeightInit = "default",
         vocab_size: int | None = None,
         embedding_dim: int = 64,
+        pooling: Pooling = "last",
     ) -> None:
         super().__init__()
+        self.pooling = pooling
+        self.dropout = nn.Dropout(dropout)
         self.embedding = nn.Embedding(vocab_size, embedding_dim, padding_idx=PAD) if vocab_size else None
         features = embedding_dim if vocab_size else sequence_shape(input_shape)[1]
         self.recurrent = CELLS[cell](
@@ -75,18 +84,38 @@ class RecurrentNet(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.embedding is None:
-            _, hidden = self.recurrent(as_sequence(x))
+            outputs, hidden = self.recurrent(as_sequence(x))
+            lengths = None
         else:
             # The lengths go to the CPU for packing: one small copy per batch.
-            packed = pack_padded_sequence(self.embedding(x), token_lengths(x).cpu(), batch_first=True,
+            lengths = token_lengths(x).cpu()
+            packed = pack_padded_sequence(self.dropout(self.embedding(x)), lengths, batch_first=True,
                                           enforce_sorted=False)
-            _, hidden = self.recurrent(packed)
+            outputs, hidden = self.recurrent(packed)
+        if self.pooling == "last":
+            features = self.last_state(hidden)
+        else:
+            features = self.pool(outputs, lengths)
+        return self.head(self.dropout(features))
+
+    def last_state(self, hidden: torch.Tensor | tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
+        """(B, directions * H): the last layer's final state of each direction."""
         if isinstance(hidden, tuple):  # the LSTM also returns its cell state
             hidden = hidden[0]
-        # hidden: (layers * directions, B, H); keep the last layer's state of each direction.
+        # hidden: (layers * directions, B, H)
         directions = 2 if self.recurrent.bidirectional else 1
-        last = hidden[-directions:].transpose(0, 1).flatten(1)  # (B, directions * H)
-        return self.head(last)
+        return hidden[-directions:].transpose(0, 1).flatten(1)
+
+    def pool(self, outputs: torch.Tensor | PackedSequence, lengths: torch.Tensor | None) -> torch.Tensor:
+        """(B, directions * H): the max or mean of the last layer's outputs over each sequence's own steps."""
+        if not isinstance(outputs, PackedSequence):  # image rows: every sequence has all its steps
+            return outputs.amax(dim=1) if self.pooling == "max" else outputs.mean(dim=1)
+        assert lengths is not None  # text is packed by its lengths
+        steps, _ = pad_packed_sequence(outputs, batch_first=True)  # (B, longest, D), rows in input order
+        kept = (torch.arange(steps.shape[1]).unsqueeze(0) < lengths.unsqueeze(1)).to(steps.device).unsqueeze(-1)
+        if self.pooling == "max":
+            return steps.masked_fill(~kept, float("-inf")).amax(dim=1)
+        return (steps * kept).sum(dim=1) / lengths.to(steps.device, steps.dtype).unsqueeze(1)
 
 
 class RecurrentLM(nn.Module):

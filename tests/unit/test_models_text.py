@@ -13,6 +13,8 @@ VOCAB, LENGTH = 50, 20
 CLASSIFIERS = [
     lambda: RecurrentNet([LENGTH], 3, cell="lstm", num_layers=2, bidirectional=True, vocab_size=VOCAB),
     lambda: RecurrentNet([LENGTH], 3, cell="gru", vocab_size=VOCAB),
+    lambda: RecurrentNet([LENGTH], 3, cell="lstm", bidirectional=True, vocab_size=VOCAB, pooling="max", dropout=0.3),
+    lambda: RecurrentNet([LENGTH], 3, cell="gru", num_layers=2, vocab_size=VOCAB, pooling="mean"),
     lambda: TransformerClassifier([LENGTH], 3, d_model=16, num_heads=2, num_layers=2, vocab_size=VOCAB),
     lambda: TransformerClassifier([LENGTH], 3, d_model=16, num_heads=2, pooling="mean", vocab_size=VOCAB),
 ]
@@ -49,6 +51,28 @@ def test_what_follows_a_text_is_not_read(build) -> None:
     with torch.no_grad():
         assert not torch.allclose(model(batch)[0], model(other)[0])
         assert torch.allclose(model(batch)[1], model(other)[1], atol=1e-6)
+
+
+@pytest.mark.parametrize("pooling", ["max", "mean"])
+def test_pooling_reads_the_outputs_of_each_texts_own_tokens(pooling: str) -> None:
+    """The pooled features are the max or mean of the outputs over a text's tokens, computed here on the text
+    alone, unpadded."""
+    torch.manual_seed(0)
+    model = RecurrentNet([LENGTH], 3, cell="lstm", bidirectional=True, vocab_size=VOCAB, pooling=pooling).eval()
+    batch = texts([6, 11])
+    with torch.no_grad():
+        expected = []
+        for row, length in zip(batch, (6, 11)):
+            outputs, _ = model.recurrent(model.embedding(row[:length].unsqueeze(0)))  # (1, length, 2H)
+            pooled = outputs.amax(dim=1) if pooling == "max" else outputs.mean(dim=1)
+            expected.append(model.head(pooled))
+        torch.testing.assert_close(model(batch), torch.cat(expected), rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("pooling", ["last", "max", "mean"])
+def test_pooling_over_image_rows(pooling: str) -> None:
+    model = RecurrentNet([1, 8, 8], 3, hidden_size=8, bidirectional=True, pooling=pooling)
+    assert model(torch.rand(2, 1, 8, 8)).shape == (2, 3)
 
 
 def test_an_empty_text_gives_finite_outputs() -> None:
