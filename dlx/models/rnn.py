@@ -85,17 +85,15 @@ class RecurrentNet(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.embedding is None:
             outputs, hidden = self.recurrent(as_sequence(x))
-            lengths = None
         else:
             # The lengths go to the CPU for packing: one small copy per batch.
-            lengths = token_lengths(x).cpu()
-            packed = pack_padded_sequence(self.dropout(self.embedding(x)), lengths, batch_first=True,
+            packed = pack_padded_sequence(self.dropout(self.embedding(x)), token_lengths(x).cpu(), batch_first=True,
                                           enforce_sorted=False)
             outputs, hidden = self.recurrent(packed)
         if self.pooling == "last":
             features = self.last_state(hidden)
         else:
-            features = self.pool(outputs, lengths)
+            features = self.pool(outputs)
         return self.head(self.dropout(features))
 
     def last_state(self, hidden: torch.Tensor | tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
@@ -106,12 +104,11 @@ class RecurrentNet(nn.Module):
         directions = 2 if self.recurrent.bidirectional else 1
         return hidden[-directions:].transpose(0, 1).flatten(1)
 
-    def pool(self, outputs: torch.Tensor | PackedSequence, lengths: torch.Tensor | None) -> torch.Tensor:
+    def pool(self, outputs: torch.Tensor | PackedSequence) -> torch.Tensor:
         """(B, directions * H): the max or mean of the last layer's outputs over each sequence's own steps."""
         if not isinstance(outputs, PackedSequence):  # image rows: every sequence has all its steps
             return outputs.amax(dim=1) if self.pooling == "max" else outputs.mean(dim=1)
-        assert lengths is not None  # text is packed by its lengths
-        steps, _ = pad_packed_sequence(outputs, batch_first=True)  # (B, longest, D), rows in input order
+        steps, lengths = pad_packed_sequence(outputs, batch_first=True)  # (B, longest, D), (B,) in input order
         kept = (torch.arange(steps.shape[1]).unsqueeze(0) < lengths.unsqueeze(1)).to(steps.device).unsqueeze(-1)
         if self.pooling == "max":
             return steps.masked_fill(~kept, float("-inf")).amax(dim=1)
