@@ -45,12 +45,12 @@ class IntervalMeter:
     def first_bad_step(self, step: int, weights_finite: torch.Tensor | None = None) -> int:
         """The first of the interval's steps (ending at `step`) whose values are not finite on some rank, else
         `step` itself when `weights_finite` (a flag for the weights after it) is false, else 0."""
-        flags = [torch.stack(list(values.values())).isfinite().all() for values, _ in self.steps]
+        flags = stacked(self.steps).isfinite().all(dim=1) if self.steps else torch.ones(0, dtype=torch.bool)
         if weights_finite is not None:
-            flags.append(weights_finite)
-        if not flags:
+            flags = torch.cat([flags.to(weights_finite.device), weights_finite.view(1)])
+        if not len(flags):
             return 0
-        bad_at = (~self.world.all(torch.stack(flags))).nonzero()
+        bad_at = (~self.world.all(flags)).nonzero()
         # The first false flag names its step; the weights' flag, after the steps', names the current one.
         return min(step - len(self.steps) + 1 + int(bad_at[0]), step) if len(bad_at) else 0
 
@@ -63,13 +63,19 @@ class IntervalMeter:
         self.started = now
 
 
+def stacked(steps: list[tuple[StepValues, int]]) -> torch.Tensor:
+    """(steps, values) of an interval, in one stack (a stack per step cost more than writing the interval's row);
+    every step's values have the same keys in the same order, as one task's train_step returns them."""
+    return torch.stack([value.float() for values, _ in steps for value in values.values()]).view(len(steps), -1)
+
+
 def interval_means(steps: list[tuple[StepValues, int]], world: World) -> dict[str, float]:
     """Each value's mean over the interval's samples (the batches' means weighted by their sizes), averaged
     over the ranks (whose intervals have the same number of samples)."""
     if not steps:
         return {}
     names = list(steps[0][0])
-    values = torch.stack([torch.stack([step[name].float() for name in names]) for step, _ in steps])  # (S, K)
+    values = stacked(steps)
     sizes = torch.tensor([size for _, size in steps], dtype=values.dtype, device=values.device)
     means = world.mean((values * sizes[:, None]).sum(dim=0) / sizes.sum())
     return dict(zip(names, means.tolist()))
