@@ -39,18 +39,20 @@ def texts_csv(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
-@pytest.mark.parametrize("model", ["lstm", pytest.param("transformer", marks=pytest.mark.slow)])
-def test_a_text_classifier_learns_a_csv_and_classifies_new_texts(model: str, texts_csv: Path, workdir: Path) -> None:
+@pytest.mark.parametrize(("model", "tokenizer"), [("lstm", "word"),
+                                                  pytest.param("transformer", "bpe", marks=pytest.mark.slow)])
+def test_a_text_classifier_learns_a_csv_and_classifies_new_texts(model: str, tokenizer: str, texts_csv: Path,
+                                                                 workdir: Path) -> None:
     dlx("train", "dataset=text", f"dataset.path={texts_csv}", "dataset.text_column=review",
-        "dataset.label_column=topic", f"model={model}", *SMALL_TEXT, cwd=workdir)
+        "dataset.label_column=topic", f"model={model}", f"dataset.tokenizer={tokenizer}", *SMALL_TEXT, cwd=workdir)
     run = latest_run(workdir)
     summary = summary_of(run)
     assert summary["test"]["acc"] >= 0.9, summary["test"]
     checkpoint = run / "checkpoints" / "best.ckpt"
     evaluated = json.loads(dlx("eval", str(checkpoint), "--json", cwd=workdir).stdout)
     assert evaluated["metrics"] == summary["test"]  # exactly
-    tokenizer = load_checkpoint(checkpoint)["data"]["tokenizer"]
-    assert isinstance(tokenizer, str) and json.loads(tokenizer)["model"]["type"] == "BPE"
+    saved = load_checkpoint(checkpoint)["data"]["tokenizer"]
+    assert isinstance(saved, str) and json.loads(saved)["model"]["type"] == {"word": "WordLevel", "bpe": "BPE"}[tokenizer]
 
     new = workdir / "new.txt"
     new.write_text("the referee gave the team a goal\n\nspicy soup with bread from the oven\nthe server code has a bug\n")
@@ -133,6 +135,7 @@ def test_text_models_refuse_data_they_cannot_read(texts_csv: Path, workdir: Path
         ([*text[:2], "dataset.text_column=reveiw", "model=lstm"],
          'dataset.text_column=reveiw is not a column of'),
         (["model=gpt", *LANGUAGE_MODEL_DATA, "dataset.block_size=100000"], "fewer tokens than one block"),
+        (["model=gpt", *LANGUAGE_MODEL_DATA, "dataset.tokenizer=word"], "dataset.tokenizer=word reads text as words"),
         (["model=gpt", "dataset=text_lm", f"dataset.path={workdir / 'nowhere'}"], "does not exist"),
     ]
     for args, message in cases:

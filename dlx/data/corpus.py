@@ -30,7 +30,15 @@ import torch
 
 from dlx.data import Batch, BatchIndex, DataSplits, Inputs, Loading, cache_folder
 from dlx.data.text import ENCODING_ERRORS, read_text_file
-from dlx.data.tokens import UNK_ID, TokenizerKind, encode_corpus, token_dtype, tokenizer_from_json, train_tokenizer
+from dlx.data.tokens import (
+    UNK_ID,
+    TokenizerKind,
+    encode_corpus,
+    refuse_inexact,
+    token_dtype,
+    tokenizer_from_json,
+    train_tokenizer,
+)
 from dlx.errors import DlxError
 from dlx.store.files import atomic_file, read_json, write_json_atomically, write_text_atomically
 
@@ -53,6 +61,8 @@ def load_corpus(path: str, tokenizer: TokenizerKind = "char", vocab_size: int = 
                 encoding_errors: str = "strict", cache_dir: str | None = None) -> DataSplits:
     """The corpus at `path` as train, validation and test splits of token blocks; see the module's docstring."""
     check_settings(block_size, stride, val_fraction, test_fraction, encoding_errors)
+    refuse_inexact(tokenizer, "a language model's bits per character count the characters its tokens stand for, and "
+                              "its samples are decoded text")
     started = time.perf_counter()
     files = corpus_files(Path(path).expanduser(), tuple(s.lower() for s in suffixes))
     settings = {"tokenizer": tokenizer, "vocab_size": vocab_size, "lowercase": lowercase, "val": val_fraction,

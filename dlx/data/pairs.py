@@ -23,7 +23,7 @@ import torch
 from dlx.data import DataSplits, InMemory, hold_out
 from dlx.data.table import missing_columns, row_in_file
 from dlx.data.text import read_text_cells
-from dlx.data.tokens import TokenizerKind, encode_texts, train_tokenizer
+from dlx.data.tokens import TokenizerKind, encode_texts, refuse_inexact, train_tokenizer
 from dlx.errors import DlxError
 
 logger = logging.getLogger("dlx")
@@ -39,6 +39,8 @@ def load_pairs(path: str, source_column: str = "source", target_column: str = "t
                encoding_errors: Literal["strict", "replace"] = "strict") -> DataSplits:
     """The pairs of the file at `path` as train, validation and test splits; see the module's docstring and
     conf/dataset/pairs.yaml for each argument."""
+    refuse_inexact(tokenizer, "an encoder-decoder's exact match, chrF and character error rate compare the text it "
+                              "decodes with the target as written")
     file = Path(path).expanduser()
     frame = read_text_cells(file, sep, encoding_errors)
     for column, key in ((source_column, "dataset.source_column"), (target_column, "dataset.target_column")):

@@ -2,13 +2,18 @@
 kept as the library's own JSON (never a pickle) in every checkpoint, so that `dlx predict`, `dlx sample` and
 `dlx eval` read new text exactly as training did.
 
-Two kinds (`dataset.tokenizer`):
+Three kinds (`dataset.tokenizer`):
 - `char`: one token per character (the characters of the training text, most frequent first); decoding gives
   the text back exactly. The natural choice for language models of small corpora and for generated tasks.
 - `bpe`: byte-level byte-pair encoding, GPT-2's scheme: merges learnt up to `vocab_size`, any text encodable
   (every byte is in the alphabet), decoding exact.
+- `word`: one token per word or run of punctuation (the library's Whitespace pre-tokenizer),
+  the most frequent words of the training text, the others [UNK]. What a bag of words or TF-IDF reads, and on a
+  small training set the better start for a classifier: each token is a unit of meaning, learnt from every text it
+  appears in. Decoding joins the words with spaces, so it does not give the text back exactly: classification
+  only (`refuse_inexact`).
 
-Both learn the same vocabulary from the same text in every process, which a run's resumption, its evaluation and
+All three learn the same vocabulary from the same text in every process, which a run's resumption, its evaluation and
 the ranks of a data-parallel run rely on, since each learns it from the data again (tests/unit/test_data_tokens.py
 checks it). The library's WordPiece trainer does not: it numbers its "##" alphabet in the order of a hash map,
 which changes from process to process and with it which of two equally frequent merges is made, so dlx does not
@@ -29,12 +34,12 @@ import numpy as np
 from dlx.errors import DlxError
 
 if TYPE_CHECKING:
-    from tokenizers import Tokenizer
+    from tokenizers import Tokenizer, normalizers
 
-TokenizerKind = Literal["char", "bpe"]
+TokenizerKind = Literal["char", "bpe", "word"]
 SPECIAL_TOKENS = ["[PAD]", "[UNK]", "[BOS]", "[EOS]"]
 PAD_ID, UNK_ID, BOS_ID, EOS_ID = 0, 1, 2, 3
-KINDS: tuple[TokenizerKind, ...] = ("char", "bpe")
+KINDS: tuple[TokenizerKind, ...] = ("char", "bpe", "word")
 
 
 def train_tokenizer(texts: Sequence[str], kind: TokenizerKind, vocab_size: int, lowercase: bool = False) -> "Tokenizer":
@@ -42,7 +47,7 @@ def train_tokenizer(texts: Sequence[str], kind: TokenizerKind, vocab_size: int, 
     counting the four special ones."""
     if kind not in KINDS:
         raise DlxError(f'dataset.tokenizer="{kind}" is not a tokenizer dlx knows. Choose bpe (byte-level byte-pair '
-                       "encoding, GPT-2's sub-words) or char (one token per character).")
+                       "encoding, GPT-2's sub-words), char (one token per character) or word (one token per word).")
     if vocab_size < len(SPECIAL_TOKENS) + 1:
         raise DlxError(f"dataset.vocab_size={vocab_size} leaves no room for text beside the {len(SPECIAL_TOKENS)} "
                        f"special tokens ({', '.join(SPECIAL_TOKENS)}). Give a larger vocab_size (e.g. 8000).")
@@ -50,7 +55,7 @@ def train_tokenizer(texts: Sequence[str], kind: TokenizerKind, vocab_size: int, 
         raise DlxError(f"dataset.vocab_size={vocab_size} is smaller than byte-level BPE's alphabet: its 256 bytes "
                        f"and {len(SPECIAL_TOKENS)} special tokens come first. Give vocab_size 512 or more (merges "
                        "are learnt on top of the bytes), or dataset.tokenizer=char.")
-    from tokenizers import Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers, trainers
+    from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers, trainers
 
     if kind == "char":
         counts = Counter(char for text in texts for char in (text.lower() if lowercase else text))
@@ -59,6 +64,16 @@ def train_tokenizer(texts: Sequence[str], kind: TokenizerKind, vocab_size: int, 
         tokenizer = Tokenizer(models.WordLevel(vocab, unk_token="[UNK]"))
         tokenizer.pre_tokenizer = pre_tokenizers.Split(Regex(r"[\s\S]"), behavior="isolated")  # newlines too
         tokenizer.decoder = decoders.Fuse()
+    elif kind == "word":
+        tokenizer = Tokenizer(models.WordLevel({token: index for index, token in enumerate(SPECIAL_TOKENS)},
+                                               unk_token="[UNK]"))
+        tokenizer.normalizer = normalizer(lowercase)
+        tokenizer.pre_tokenizer = pre_tokenizers.Whitespace()
+        counts = Counter(word for text in texts for word, _ in
+                         tokenizer.pre_tokenizer.pre_tokenize_str(tokenizer.normalizer.normalize_str(text)))
+        kept = [word for word, _ in sorted(counts.items(), key=lambda item: (-item[1], item[0]))]
+        vocab = {token: index for index, token in enumerate(SPECIAL_TOKENS + kept[: vocab_size - len(SPECIAL_TOKENS)])}
+        tokenizer.model = models.WordLevel(vocab, unk_token="[UNK]")
     else:
         tokenizer = Tokenizer(models.BPE())
         tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
@@ -66,8 +81,23 @@ def train_tokenizer(texts: Sequence[str], kind: TokenizerKind, vocab_size: int, 
         trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=SPECIAL_TOKENS, show_progress=False,
                                       initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
         tokenizer.train_from_iterator(texts, trainer=trainer)
-    tokenizer.normalizer = normalizers.Sequence([normalizers.NFC(), *([normalizers.Lowercase()] if lowercase else [])])
+    tokenizer.normalizer = normalizer(lowercase)
     return tokenizer
+
+
+def normalizer(lowercase: bool) -> "normalizers.Normalizer":
+    from tokenizers import normalizers
+
+    return normalizers.Sequence([normalizers.NFC(), *([normalizers.Lowercase()] if lowercase else [])])
+
+
+def refuse_inexact(kind: TokenizerKind, task: str) -> None:
+    """Stop a task that needs decoded text to be the text itself (`task` says why) from using the word tokenizer."""
+    if kind == "word":
+        raise DlxError(f"dataset.tokenizer=word reads text as words and decodes it with a space between every two "
+                       f"tokens, not as it was written, and {task}. Use dataset.tokenizer=char (one token per "
+                       "character) or bpe (byte-level sub-words), which both give the text back exactly; word is "
+                       "for dataset=text, the classification of texts.")
 
 
 def tokenizer_from_json(text: str, source: str) -> "Tokenizer":
@@ -87,8 +117,10 @@ def tokenizer_from_json(text: str, source: str) -> "Tokenizer":
 
 
 def tokenizer_kind(tokenizer: "Tokenizer") -> TokenizerKind:
-    model = json.loads(tokenizer.to_str())["model"]["type"]
-    return {"WordLevel": "char", "BPE": "bpe"}[model]  # type: ignore[return-value]
+    description = json.loads(tokenizer.to_str())
+    if description["model"]["type"] == "BPE":
+        return "bpe"
+    return "word" if description["pre_tokenizer"]["type"] == "Whitespace" else "char"
 
 
 @dataclass

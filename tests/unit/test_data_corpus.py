@@ -31,6 +31,11 @@ def test_several_documents_go_whole_to_one_split_each_fixed_by_the_seed() -> Non
         split_documents(documents[:2], 0.1, 0.1, seed=0)
 
 
+def test_a_word_tokenizer_is_refused_before_the_corpus_is_read() -> None:
+    with pytest.raises(DlxError, match="tokenizer=word .* bits per character"):
+        corpus.load_corpus("never-read.txt", tokenizer="word")
+
+
 def test_pieces_end_at_line_ends_and_give_the_text_back(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(corpus, "PIECE_CHARACTERS", 50)
     text = "".join(f"a line of text number {i}\n" for i in range(40)) + "x" * 120  # and a long last line

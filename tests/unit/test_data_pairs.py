@@ -47,6 +47,8 @@ def test_impossible_requests_say_why() -> None:
         load_generated_pairs("reverse", num_samples=100, min_length=1, max_length=2, alphabet="abc")
     with pytest.raises(DlxError, match="1 to 9 digits"):
         load_generated_pairs("addition", digits=0)
+    with pytest.raises(DlxError, match="tokenizer=word .* exact match"):
+        load_pairs("never-read.tsv", tokenizer="word")  # refused before the file is read
 
 
 def test_a_pairs_file_keeps_cells_as_written_and_learns_its_vocabulary_from_training_rows(tmp_path: Path) -> None:

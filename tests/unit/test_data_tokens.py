@@ -16,6 +16,7 @@ from dlx.data.tokens import (
     characters_per_token,
     decode_ids,
     encode_texts,
+    refuse_inexact,
     tokenizer_from_json,
     tokenizer_kind,
     train_tokenizer,
@@ -40,6 +41,21 @@ def test_char_and_bpe_decode_the_training_text_exactly(kind):
     tokenizer = train_tokenizer(TEXTS, kind, 300)
     encoded = encode_texts(tokenizer, TEXTS[:2], max_length=200)
     assert [decode_ids(tokenizer, row) for row in encoded.ids] == TEXTS[:2]
+
+
+def test_word_keeps_the_most_frequent_words_and_reads_the_others_as_unknown():
+    texts = ["the cat sat. The cat ran!", "the dog sat"] * 3
+    tokenizer = train_tokenizer(texts, "word", len(SPECIAL_TOKENS) + 3, lowercase=True)
+    # "the" 9 times, "cat" and "sat" 6 each, the others 3: the three most frequent (a tie goes by the word)
+    assert [tokenizer.id_to_token(i) for i in range(4, 7)] == ["the", "cat", "sat"]
+    assert tokenizer.encode("The CAT sat, the cow").tokens == ["the", "cat", "sat", "[UNK]", "the", "[UNK]"]
+    assert decode_ids(tokenizer, encode_texts(tokenizer, ["the  cat"], max_length=8).ids[0]) == "the cat"
+
+
+def test_word_is_refused_where_decoded_text_must_be_the_text():
+    refuse_inexact("bpe", "a language model's bits per character count characters")
+    with pytest.raises(DlxError, match="dataset.tokenizer=word .* bits per character .* Use dataset.tokenizer=char"):
+        refuse_inexact("word", "a language model's bits per character count characters")
 
 
 def test_rows_are_padded_cut_and_framed():
@@ -87,7 +103,7 @@ def test_the_same_texts_give_the_same_tokenizer_in_every_process() -> None:
     script = ("import json; from dlx.data.tokens import train_tokenizer; "
               "texts = ['The quick brown fox jumps over the lazy dog', 'Pack my box with five dozen liquor jugs'] * 9; "
               "print(json.dumps([json.loads(train_tokenizer(texts, kind, 300).to_str()) "
-              "for kind in ('char', 'bpe')], sort_keys=True))")  # the JSON's own order may vary
+              "for kind in ('char', 'bpe', 'word')], sort_keys=True))")  # the JSON's own order may vary
     outputs = {subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True).stdout
                for _ in range(4)}
     assert len(outputs) == 1
