@@ -117,8 +117,10 @@ def test_a_job_at_its_time_limit_saves_requeues_and_resumes_to_the_same_weights(
     """A one-minute time limit, and SIGUSR2 10 s before it (sbatch --signal=USR2@10, from signal_delay_s; slurmctld
     checks every 30 s and sends it up to 30 s early): dlx saves and stops, submitit requeues the job, and SLURM
     starts it again in the same folder, until the run is done."""
-    # About 80 s on a quiet machine (1,600 steps a second): longer than an attempt trains before the signal.
-    job = [*LONG_JOB, "trainer.max_epochs=800"]
+    # About 95 s on a quiet machine (4,100 steps a second on an Intel Xeon, 2 cores): longer than an attempt trains
+    # before the signal, which may come 20 s after the start. 800 epochs took 80 s until batches were gathered with
+    # index_select, then 32 s, and the job ended before its signal.
+    job = [*LONG_JOB, "trainer.max_epochs=2400"]
     dlx("train", "-m", *ON_THIS_NODE, "hydra.launcher.timeout_min=1", "hydra.launcher.signal_delay_s=10",
         "hydra.launcher.max_num_timeout=6", *job, "hydra.sweep.dir=sw", cwd=workdir, env=slurm, timeout=600)
     run = workdir / "sw" / "0"
