@@ -65,15 +65,12 @@ def train_tokenizer(texts: Sequence[str], kind: TokenizerKind, vocab_size: int, 
         tokenizer.pre_tokenizer = pre_tokenizers.Split(Regex(r"[\s\S]"), behavior="isolated")  # newlines too
         tokenizer.decoder = decoders.Fuse()
     elif kind == "word":
-        tokenizer = Tokenizer(models.WordLevel({token: index for index, token in enumerate(SPECIAL_TOKENS)},
-                                               unk_token="[UNK]"))
-        tokenizer.normalizer = normalizer(lowercase)
-        tokenizer.pre_tokenizer = pre_tokenizers.Whitespace()
-        counts = Counter(word for text in texts for word, _ in
-                         tokenizer.pre_tokenizer.pre_tokenize_str(tokenizer.normalizer.normalize_str(text)))
+        words, normalize = pre_tokenizers.Whitespace(), normalizer(lowercase)
+        counts = Counter(word for text in texts for word, _ in words.pre_tokenize_str(normalize.normalize_str(text)))
         kept = [word for word, _ in sorted(counts.items(), key=lambda item: (-item[1], item[0]))]
         vocab = {token: index for index, token in enumerate(SPECIAL_TOKENS + kept[: vocab_size - len(SPECIAL_TOKENS)])}
-        tokenizer.model = models.WordLevel(vocab, unk_token="[UNK]")
+        tokenizer = Tokenizer(models.WordLevel(vocab, unk_token="[UNK]"))
+        tokenizer.pre_tokenizer = words
     else:
         tokenizer = Tokenizer(models.BPE())
         tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
